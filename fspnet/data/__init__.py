@@ -2,6 +2,28 @@
 
 from __future__ import annotations
 
-from fspnet.data._dataset import SpectrumDataset, read_dataset, write_dataset
+from fspnet.data._dataset import (
+    SpectrumDataset,
+    clear_dataset_cache,
+    read_dataset,
+    read_dataset_cached,
+    write_dataset,
+)
+from fspnet.data._splits import Split, load_split, make_split, subset_indices
+from fspnet.data._transforms import ParamTransform, SpectrumTransform, Transforms, load_transforms
 
-__all__ = ["SpectrumDataset", "read_dataset", "write_dataset"]
+__all__ = [
+    "ParamTransform",
+    "Split",
+    "SpectrumDataset",
+    "SpectrumTransform",
+    "Transforms",
+    "clear_dataset_cache",
+    "load_split",
+    "load_transforms",
+    "make_split",
+    "read_dataset",
+    "read_dataset_cached",
+    "subset_indices",
+    "write_dataset",
+]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import typing as tp
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from fspnet import __version__
 from fspnet._io import atomic_path
 from fspnet.errors import DataError
 
-__all__ = ["SpectrumDataset", "read_dataset", "write_dataset"]
+__all__ = ["SpectrumDataset", "clear_dataset_cache", "read_dataset", "read_dataset_cached", "write_dataset"]
 
 
 @dataclasses.dataclass
@@ -129,6 +130,37 @@ def read_dataset(path: str | os.PathLike[str]) -> SpectrumDataset:
         )
     _check(ds, str(path))
     return ds
+
+
+_CACHE: dict[tuple[str, int, int], SpectrumDataset] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def read_dataset_cached(path: str | os.PathLike[str]) -> SpectrumDataset:
+    """Like :func:`read_dataset`, but each file is read once per process and then reused.
+
+    Repeated training calls in one process (an hpo worker running trial after trial) share the
+    arrays. The key is the resolved path with the file's size and modification time, so a
+    file rewritten in place is read again. Callers must not modify the returned arrays.
+    """
+    p = Path(path).resolve()
+    try:
+        stat = p.stat()
+    except OSError:
+        return read_dataset(p)  # raises the usual "not found" DataError
+    key = (str(p), stat.st_size, stat.st_mtime_ns)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            for old in [k for k in _CACHE if k[0] == key[0]]:
+                del _CACHE[old]  # a stale version of the same file
+            _CACHE[key] = read_dataset(p)
+        return _CACHE[key]
+
+
+def clear_dataset_cache() -> None:
+    """Forget every dataset read by :func:`read_dataset_cached`."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
 
 
 def _json_attr(attrs: tp.Any, key: str, default: tp.Any, path: Path) -> tp.Any:

@@ -1,0 +1,418 @@
+"""Dead-worker detection for every storage: heartbeats per running trial and a reaper.
+
+Optuna's own heartbeat (``RDBStorage(heartbeat_interval=…)``) exists only for relational
+storages. Studies on shared filesystems use the journal storage, and their workers die too
+(SIGKILL, OOM, node failure, a job cancelled at its walltime). This module gives every storage
+the same protection, through the storage API alone:
+
+* :class:`Heartbeat` — a daemon thread that stamps the running trial's system attribute
+  ``hpo:heartbeat`` (Unix time and owner :func:`worker_key`) every ``interval_s``.
+* :func:`reap_stale_trials` — run by every worker before it asks for a trial, and by
+  ``hpo.collate`` / ``hpo.report`` (so a study whose workers are all dead is cleaned up too):
+  RUNNING trials whose heartbeat is older than ``grace_s`` become FAIL and are re-enqueued with
+  the same parameters. Exactly one reaper wins each trial (a conditional ``UPDATE`` on relational
+  storages, the journal's log order on journal storages), so each dead trial is retried once.
+  Trials suspended for a Slurm requeue (see :mod:`hpo._preempt`) get ``suspend_grace_s`` instead.
+
+Counts add up: a reaped trial stays FAIL with ``hpo:reaped`` saying who reaped it and why, and
+its retry is a new trial whose user attribute ``retry_of`` names the failed trial's number.
+
+Environment variables set the defaults (handy for ``sbatch`` scripts): ``HPO_HEARTBEAT_S``
+(interval, 30), ``HPO_GRACE_S`` (4 intervals), ``HPO_SUSPEND_GRACE_S`` (1 h),
+``HPO_MAX_RETRIES`` (3) and ``HPO_WORKER_KEY`` (see :func:`worker_key`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import socket
+import threading
+import time
+import typing as tp
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = [
+    "HEARTBEAT_KEY",
+    "REAPED_KEY",
+    "SUSPENDED_KEY",
+    "Heartbeat",
+    "HeartbeatHook",
+    "HeartbeatSettings",
+    "fail_trial_once",
+    "owner_of",
+    "reap_stale_trials",
+    "retry_trial",
+    "warn_if_network_filesystem",
+    "worker_key",
+]
+
+_log = logging.getLogger(__name__)
+
+#: System attribute of a running trial: ``{"t": Unix time of the last beat, "worker": owner key}``
+#: (one attribute, so a beat is one storage write).
+HEARTBEAT_KEY = "hpo:heartbeat"
+#: System attribute: Unix time at which the owner suspended the trial for a requeue, or ``None``.
+SUSPENDED_KEY = "hpo:suspended"
+#: System attribute on a reaped trial: ``{"by", "at", "reason"}``.
+REAPED_KEY = "hpo:reaped"
+#: User attributes of a retry: the failed trial's number and how many retries came before.
+RETRY_OF_ATTR = "retry_of"
+RETRIES_ATTR = "retries"
+
+
+class HeartbeatSettings(tp.NamedTuple):
+    """Timing of heartbeats and reaping, in seconds.
+
+    Args:
+        interval_s: how often a running trial's heartbeat is written.
+        grace_s: a RUNNING trial whose heartbeat is older than this is dead.
+        suspend_grace_s: the same for a trial suspended while its Slurm job is requeued.
+        max_retries: how many times a dead trial's parameters are retried (0: never).
+    """
+
+    interval_s: float = 30.0
+    grace_s: float = 120.0
+    suspend_grace_s: float = 3600.0
+    max_retries: int = 3
+
+    @classmethod
+    def from_env(cls, environ: tp.Mapping[str, str] | None = None, **overrides: tp.Any) -> HeartbeatSettings:
+        """Defaults from ``HPO_HEARTBEAT_S``, ``HPO_GRACE_S``, ``HPO_SUSPEND_GRACE_S``, ``HPO_MAX_RETRIES``.
+
+        Keyword arguments that are not ``None`` win over the environment.
+        """
+        env = os.environ if environ is None else environ
+        interval = float(env.get("HPO_HEARTBEAT_S", cls._field_defaults["interval_s"]))
+        values = {
+            "interval_s": interval,
+            "grace_s": float(env.get("HPO_GRACE_S", 4 * interval)),
+            "suspend_grace_s": float(env.get("HPO_SUSPEND_GRACE_S", cls._field_defaults["suspend_grace_s"])),
+            "max_retries": int(env.get("HPO_MAX_RETRIES", cls._field_defaults["max_retries"])),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        if settings.interval_s <= 0 or settings.grace_s <= settings.interval_s:
+            raise ValueError(
+                f"heartbeat: grace_s must be larger than interval_s > 0, but got "
+                f"interval_s={settings.interval_s}, grace_s={settings.grace_s} "
+                "(set HPO_HEARTBEAT_S / HPO_GRACE_S)"
+            )
+        return settings
+
+
+def worker_key(environ: tp.Mapping[str, str] | None = None) -> str:
+    """A key for this worker that survives a Slurm requeue.
+
+    ``HPO_WORKER_KEY`` if set; otherwise ``slurm:<array job>_<task>`` for array tasks,
+    ``slurm:<job id>`` for other Slurm jobs and ``local:<host>:<pid>`` outside Slurm. Workers
+    sharing one job get a suffix: ``.<SLURM_PROCID>`` when the job has several tasks, and
+    ``.<HPO_WORKER_INDEX>`` when the launcher packs several workers into one task.
+
+    Example:
+        >>> worker_key({"SLURM_ARRAY_JOB_ID": "41", "SLURM_ARRAY_TASK_ID": "3", "SLURM_JOB_ID": "45"})
+        'slurm:41_3'
+    """
+    env = os.environ if environ is None else environ
+    if env.get("HPO_WORKER_KEY"):
+        return env["HPO_WORKER_KEY"]
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        key = f"slurm:{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    elif env.get("SLURM_JOB_ID"):
+        key = f"slurm:{env['SLURM_JOB_ID']}"
+    else:
+        key = f"local:{socket.gethostname()}:{os.getpid()}"
+    if key.startswith("slurm:") and int(env.get("SLURM_NTASKS", "1") or 1) > 1:
+        key += f".{env.get('SLURM_PROCID', '0')}"
+    if env.get("HPO_WORKER_INDEX"):
+        key += f".{env['HPO_WORKER_INDEX']}"
+    return key
+
+
+class Heartbeat:
+    """Stamp a running trial's heartbeat from a daemon thread until stopped.
+
+    The first beat is written synchronously by :meth:`start`, so a trial is never RUNNING for
+    long without one. Use it as a context manager around the trial's training.
+
+    Args:
+        storage: the study's storage (any :class:`optuna.storages.BaseStorage`).
+        trial_id: the running trial's storage id (``trial._trial_id``).
+        key: the owner's :func:`worker_key`.
+        interval_s: seconds between beats.
+
+    Example:
+        >>> with Heartbeat(study._storage, trial._trial_id, worker_key()):  # doctest: +SKIP
+        ...     value = objective(trial)
+    """
+
+    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int, key: str, interval_s: float) -> None:
+        self.storage = storage
+        self.trial_id = trial_id
+        self.key = key
+        self.interval_s = float(interval_s)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def beat(self) -> bool:
+        """Write one heartbeat; ``False`` once the trial is finished (e.g. reaped)."""
+        try:
+            self.storage.set_trial_system_attr(self.trial_id, HEARTBEAT_KEY, {"t": time.time(), "worker": self.key})
+        except UpdateFinishedTrialError:
+            return False
+        except Exception as e:  # a flaky storage must not kill the trial; the next beat retries
+            _log.warning("heartbeat of trial id %d failed: %s", self.trial_id, _redact(str(e)))
+        return True
+
+    def start(self, resumed: bool = False) -> Heartbeat:
+        """Write the first beat (and clear the suspension of a resumed trial); start the thread."""
+        if resumed:
+            self.storage.set_trial_system_attr(self.trial_id, SUSPENDED_KEY, None)
+        self.beat()
+        self._thread = threading.Thread(target=self._run, name=f"hpo-heartbeat-{self.trial_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop beating (the trial's state is left alone)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval_s + 5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            if not self.beat():
+                _log.warning("trial id %d finished elsewhere (reaped?); heartbeat stops", self.trial_id)
+                return
+
+    def __enter__(self) -> Heartbeat:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def fail_trial_once(storage: optuna.storages.BaseStorage, trial_id: int) -> bool:
+    """Move a RUNNING trial to FAIL; ``True`` for exactly one caller when several race.
+
+    Optuna's ``set_trial_state_values`` locks the row on PostgreSQL/MySQL and replays the journal
+    in log order, but on SQLite two processes can both read RUNNING and both "succeed". A
+    conditional ``UPDATE … WHERE state = 'RUNNING'`` has one winner on every SQL backend.
+    """
+    rdb = _rdb_backend(storage)
+    if rdb is not None:
+        import sqlalchemy
+
+        from optuna.storages._rdb import models
+
+        table = models.TrialModel.__table__
+        stmt = (
+            sqlalchemy.update(table)
+            .where(table.c.trial_id == trial_id, table.c.state == TrialState.RUNNING)
+            .values(state=TrialState.FAIL, datetime_complete=_dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None))
+        )
+        with rdb.engine.begin() as conn:
+            won = conn.execute(stmt).rowcount == 1
+        return won
+    try:
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return False
+    return True
+
+
+def reap_stale_trials(
+    study: optuna.Study,
+    settings: HeartbeatSettings | None = None,
+    *,
+    reaper: str | None = None,
+    now: float | None = None,
+) -> list[int]:
+    """Fail the study's dead RUNNING trials and re-enqueue their parameters.
+
+    A trial is dead when its heartbeat is older than ``settings.grace_s`` (``suspend_grace_s``
+    while it is suspended for a requeue). Trials without a heartbeat (run by plain Optuna) are
+    left alone. Each dead trial is retried at most ``settings.max_retries`` times in a chain.
+
+    Args:
+        study: the study to clean.
+        settings: timings; :meth:`HeartbeatSettings.from_env` when ``None``.
+        reaper: who reaps, recorded on the failed trial (defaults to :func:`worker_key`).
+        now: the current Unix time (for tests).
+
+    Returns:
+        The numbers of the trials this call failed (each at most once across all reapers).
+    """
+    settings = settings or HeartbeatSettings.from_env()
+    reaper = reaper or worker_key()
+    now = time.time() if now is None else now
+    reaped: list[int] = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        age = _stale_age(trial, settings, now)
+        if age is None:
+            continue
+        if not fail_trial_once(study._storage, trial._trial_id):
+            continue
+        suspended = trial.system_attrs.get(SUSPENDED_KEY) is not None
+        reason = f"{'suspended' if suspended else 'heartbeat'} stale for {age:.0f} s"
+        _log.warning("trial %d of worker %s failed by %s: %s", trial.number, owner_of(trial), reaper, reason)
+        retry_trial(study, trial, reaper, reason, settings.max_retries)
+        reaped.append(trial.number)
+    return reaped
+
+
+def retry_trial(study: optuna.Study, trial: FrozenTrial, reaper: str, reason: str, max_retries: int) -> bool:
+    """Record why the (already failed) ``trial`` died and enqueue its parameters again.
+
+    Returns ``False`` when the retry budget of this chain of retries is spent.
+    """
+    study._storage.set_trial_system_attr(trial._trial_id, REAPED_KEY, {"by": reaper, "at": time.time(), "reason": reason})
+    study._storage.set_trial_user_attr(trial._trial_id, "error", f"worker died: {reason}")
+    retries = int(trial.user_attrs.get(RETRIES_ATTR, 0))
+    if retries >= max_retries:
+        _log.warning("trial %d not retried: it was retry %d of %d", trial.number, retries, max_retries)
+        return False
+    study.enqueue_trial(dict(trial.params), user_attrs={RETRY_OF_ATTR: trial.number, RETRIES_ATTR: retries + 1})
+    return True
+
+
+def owner_of(trial: FrozenTrial) -> str | None:
+    """The :func:`worker_key` of the worker that last beat for ``trial``."""
+    beat = trial.system_attrs.get(HEARTBEAT_KEY)
+    return beat.get("worker") if isinstance(beat, dict) else None
+
+
+def warn_if_network_filesystem(path: str | os.PathLike[str]) -> bool:
+    """Warn when an SQLite file sits on a network filesystem (NFS, Lustre, GPFS, CIFS…).
+
+    SQLite's locking is unreliable there; use ``journal:PATH`` or PostgreSQL instead.
+    Returns ``True`` when it warned.
+    """
+    fs = _filesystem_type(Path(path))
+    if fs is None or not any(fs.startswith(n) for n in _NETWORK_FS):
+        return False
+    warnings.warn(
+        f"{path}: the SQLite storage is on a {fs} filesystem, where SQLite locks are unreliable; "
+        "use 'journal:PATH' or a PostgreSQL URL for studies shared between machines",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return True
+
+
+_NETWORK_FS = ("nfs", "lustre", "gpfs", "cifs", "smb", "beegfs", "ceph", "fuse.sshfs", "9p", "panfs", "afs")
+
+
+def _filesystem_type(path: Path) -> str | None:
+    """The type of the filesystem holding ``path`` from ``/proc/mounts`` (Linux only)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    target = path.resolve()
+    best, fs = "", None
+    for line in mounts:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mount = parts[1].replace("\\040", " ")
+        if (target == Path(mount) or Path(mount) in target.parents) and len(mount) > len(best):
+            best, fs = mount, parts[2]
+    return fs
+
+
+def _stale_age(trial: FrozenTrial, settings: HeartbeatSettings, now: float) -> float | None:
+    """Seconds since the last heartbeat if the trial is dead, else ``None``."""
+    beat = trial.system_attrs.get(HEARTBEAT_KEY)
+    if not isinstance(beat, dict):
+        return None
+    suspended = trial.system_attrs.get(SUSPENDED_KEY)
+    age = now - max(float(beat["t"]), float(suspended or 0.0))
+    limit = settings.suspend_grace_s if suspended is not None else settings.grace_s
+    return age if age > limit else None
+
+
+def _rdb_backend(storage: optuna.storages.BaseStorage) -> optuna.storages.RDBStorage | None:
+    backend = getattr(storage, "_backend", storage)  # _CachedStorage wraps the RDBStorage
+    return backend if isinstance(backend, optuna.storages.RDBStorage) else None
+
+
+def _redact(text: str) -> str:
+    """Hide a password in any URL in ``text`` (``scheme://user:secret@host`` → ``user:***@``)."""
+    import re
+
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
+
+
+# ----------------------------------------------------------------------------- hpo.run wiring
+from hpo._extensions import register_maintenance, register_worker_setup  # noqa: E402
+from hpo.objective import TrialHook  # noqa: E402
+
+
+class HeartbeatHook(TrialHook):
+    """Beats for every trial a :class:`hpo.run.Worker` runs; reaps dead trials between trials.
+
+    Installed on every worker by :func:`_setup_worker`. The reaper runs when the worker starts
+    and then at most once per ``interval_s``, as a trial source that never yields a trial of its
+    own unless retries are waiting (those run even when the study's ``max_trials`` is reached,
+    so that a dead trial's parameters are never lost).
+    """
+
+    def __init__(self, study: optuna.Study, key: str, settings: HeartbeatSettings) -> None:
+        self.study = study
+        self.key = key
+        self.settings = settings
+        self.current: Heartbeat | None = None
+        self._last_reap = -float("inf")
+
+    def on_trial_start(self, trial: optuna.Trial, run_dir: Path, resume: bool) -> None:
+        self.stop()
+        self.current = Heartbeat(self.study._storage, trial._trial_id, self.key, self.settings.interval_s)
+        self.current.start(resumed=resume)
+
+    def on_trial_end(self, trial: optuna.Trial, outcome: tp.Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop the running trial's heartbeat (also used before a preempted worker exits)."""
+        if self.current is not None:
+            self.current.stop()
+            self.current = None
+
+    def trial_source(self, worker: tp.Any) -> tuple[optuna.Trial, bool] | None:
+        """Reap (rate-limited); hand out a waiting retry before ``max_trials`` can stop the worker."""
+        if time.monotonic() - self._last_reap >= self.settings.interval_s:
+            self._last_reap = time.monotonic()
+            try:
+                reap_stale_trials(self.study, self.settings, reaper=self.key)
+            except Exception as e:  # reaping is best effort; the next worker retries
+                _log.warning("reaping stale trials failed: %s: %s", type(e).__name__, _redact(str(e)))
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if any(RETRY_OF_ATTR in t.user_attrs for t in waiting):
+            return self.study.ask(), False
+        return None
+
+
+def _setup_worker(worker: tp.Any) -> None:
+    rdb = _rdb_backend(worker.study._storage)
+    if rdb is not None and rdb.engine.url.get_backend_name() == "sqlite" and rdb.engine.url.database:
+        warn_if_network_filesystem(rdb.engine.url.database)
+    hook = HeartbeatHook(worker.study, worker_key(), HeartbeatSettings.from_env())
+    worker.hooks.append(hook)
+    worker.trial_sources.append(hook.trial_source)
+
+
+def _maintenance(cfg: tp.Any, study: optuna.Study) -> None:
+    reaped = reap_stale_trials(study, reaper=f"maintenance:{socket.gethostname()}:{os.getpid()}")
+    if reaped:
+        _log.warning("study %s: failed and re-enqueued dead trials %s", study.study_name, reaped)
+
+
+register_worker_setup(_setup_worker)
+register_maintenance(_maintenance)

@@ -1,0 +1,254 @@
+"""One trial: config from the suggestion, training through the trainable, pruning, user attrs.
+
+:class:`Objective` runs a trial that the caller obtained from ``study.ask()`` (or resumed),
+and returns a :class:`TrialOutcome` for ``study.tell``. Per-epoch work goes through
+:class:`TrialHook` objects, the seam where :mod:`slurm` adds heartbeats and checkpoint-on-
+preemption without touching this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gc
+import logging
+import math
+import time
+import traceback
+import typing as tp
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from fspnet._io import write_json
+from hpo.errors import HpoError
+from hpo.space import apply_params, suggest
+from hpo.study import StudyConfig
+from hpo.trainables import Trainable
+
+__all__ = ["Objective", "TrialHook", "TrialOutcome", "trial_seed"]
+
+_LOG = logging.getLogger(__name__)
+
+
+class TrialHook:
+    """Callbacks around one trial; subclass and override what you need.
+
+    ``on_epoch`` may return ``"stop"`` and/or ``"checkpoint"`` like a trainable callback; the
+    requests of every hook and of the pruner are merged and passed to the trainable.
+    """
+
+    def on_trial_start(self, trial: optuna.Trial, run_dir: Path, resume: bool) -> None:
+        """Called before training starts (or resumes) in ``run_dir``."""
+
+    def on_epoch(self, trial: optuna.Trial, epoch: int, metrics: dict[str, float]) -> tp.Iterable[str] | None:
+        """Called after every epoch, after the value was reported to the pruner."""
+        return None
+
+    def on_train_end(self, trial: optuna.Trial, result: tp.Any) -> None:
+        """Called as soon as the trainable returns, before the outcome is recorded; may raise a
+        ``SystemExit`` to leave the trial RUNNING and unrecorded (slurm: preempted, checkpointed)."""
+
+    def on_trial_end(self, trial: optuna.Trial, outcome: TrialOutcome) -> None:
+        """Called after training, before ``study.tell``."""
+
+
+@dataclasses.dataclass
+class TrialOutcome:
+    """What :meth:`Objective.run` hands to ``study.tell``.
+
+    Attributes:
+        state: COMPLETE, PRUNED or FAIL.
+        values: one per objective (``None`` unless COMPLETE).
+        result: the trainable's return value (empty on failure).
+        error: the exception text of a failed trial.
+    """
+
+    state: TrialState
+    values: list[float] | None = None
+    result: dict[str, tp.Any] = dataclasses.field(default_factory=dict)
+    error: str | None = None
+
+
+def trial_seed(base_seed: int, number: int) -> int:
+    """The trainable's seed for trial ``number``: reproducible, distinct per trial."""
+    return int(base_seed) + int(number)
+
+
+@functools.lru_cache(maxsize=1)
+def _static_provenance() -> dict[str, tp.Any]:
+    # Git and package versions cost subprocesses: collect once per process.
+    from fspnet._provenance import collect_provenance
+
+    return collect_provenance()
+
+
+def provenance(seed: int) -> dict[str, tp.Any]:
+    """Provenance of a trial: seed, git commit, package versions, host, Slurm ids, GPU."""
+    import datetime as dt
+    import os
+
+    from fspnet._provenance import SLURM_VARIABLES
+
+    prov = dict(_static_provenance())
+    prov.update(seed=seed, time_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                slurm={k: os.environ[k] for k in SLURM_VARIABLES if k in os.environ})
+    return prov
+
+
+class Objective:
+    """Runs trials of one study with one trainable.
+
+    Args:
+        cfg: the validated study.
+        trainable: overrides the study's trainable (tests, notebooks).
+        hooks: :class:`TrialHook` objects called around every trial.
+
+    Example:
+        >>> obj = Objective(load_study_config("studies/quickstart.yaml"))  # doctest: +SKIP
+        >>> trial = study.ask(); outcome = obj.run(trial); study.tell(trial, outcome.values, outcome.state)
+    """
+
+    def __init__(self, cfg: StudyConfig, trainable: Trainable | None = None, hooks: tp.Sequence[TrialHook] = ()) -> None:
+        self.cfg = cfg
+        self.trainable = trainable or cfg.get_trainable()
+        self.hooks = list(hooks)
+        base = cfg.base_config
+        self.base_config = self.trainable.quick_scan(base, cfg.quick_scan) if cfg.quick_scan else base
+
+    def params_for(self, trial: optuna.trial.BaseTrial) -> dict[str, tp.Any]:
+        """Suggest every tuned parameter (``state: true``) through ``trial``."""
+        return {p.name: suggest(trial, p) for p in self.cfg.tune_params if p.state}
+
+    def config_for(self, params: dict[str, tp.Any], *, run_dir: Path, seed: int, resume: bool) -> dict[str, tp.Any]:
+        """The trainable config of a trial with ``params`` (by name) applied at their paths."""
+        config = apply_params(self.base_config, self.cfg.tune_params, params)
+        return self.trainable.prepare(config, run_dir=run_dir, seed=seed, resume=resume)
+
+    def run(self, trial: optuna.Trial, resume: bool = False) -> TrialOutcome:
+        """Train one trial and record its user attrs; never raises for a failing trainable.
+
+        Args:
+            trial: a RUNNING trial, from ``study.ask()`` or resumed by number.
+            resume: continue from the checkpoint in the trial's run directory.
+        """
+        cfg = self.cfg
+        run_dir = cfg.trial_dir(trial.number)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        seed = trial_seed(cfg.seed, trial.number)
+        t0 = time.perf_counter()
+        pruned = False
+        values_seen: list[float] = []
+        single = not cfg.multi_objective
+
+        def callback(epoch: int, metrics: dict[str, float]) -> set[str]:
+            nonlocal pruned
+            requests: set[str] = set()
+            if single:
+                value = _metric(metrics, cfg.metrics[0])
+                values_seen.append(value)
+                if math.isfinite(value):
+                    trial.report(value, int(epoch))
+            for hook in self.hooks:
+                requests |= set(hook.on_epoch(trial, int(epoch), metrics) or ())
+            if single and trial.should_prune():
+                pruned = True
+                requests.add("stop")
+            return requests
+
+        try:
+            params = self.params_for(trial)
+            config = self.config_for(params, run_dir=run_dir, seed=seed, resume=resume)
+            trial.set_user_attr("seed", seed)
+            if resume:
+                trial.set_user_attr("resumed", int(trial.user_attrs.get("resumed", 0)) + 1)
+            write_json(run_dir / "trial.json", {"study": cfg.name, "number": trial.number, "params": params,
+                                                "paths": {p.name: p.path for p in cfg.tune_params if p.name in params},
+                                                "seed": seed, "provenance": provenance(seed)})
+            for hook in self.hooks:
+                hook.on_trial_start(trial, run_dir, resume)
+            result = self.trainable.train(config, callback)
+            for hook in self.hooks:
+                hook.on_train_end(trial, result)
+            if not isinstance(result, dict):
+                raise HpoError(f"trainable {self.trainable.name!r} returned {type(result).__name__}, expected a dict with 'metrics'")
+            outcome = self._outcome(result, pruned, values_seen)
+        except optuna.TrialPruned:
+            outcome = TrialOutcome(TrialState.PRUNED)
+        except Exception as e:  # a failing trial is recorded and the study goes on
+            tb = traceback.format_exc(limit=-8)
+            _LOG.warning("trial %d failed: %s: %s", trial.number, type(e).__name__, e)
+            outcome = TrialOutcome(TrialState.FAIL, error=f"{type(e).__name__}: {e}")
+            trial.set_user_attr("error", outcome.error)
+            trial.set_user_attr("traceback", tb[-4000:])
+        finally:
+            gc.collect()
+            _empty_cuda_cache()
+        self._record(trial, outcome, time.perf_counter() - t0)
+        for hook in self.hooks:
+            hook.on_trial_end(trial, outcome)
+        return outcome
+
+    def _outcome(self, result: dict[str, tp.Any], pruned: bool, values_seen: list[float]) -> TrialOutcome:
+        if pruned:
+            return TrialOutcome(TrialState.PRUNED, result=result)
+        metrics = result.get("metrics", {})
+        values = []
+        for name in self.cfg.metrics:
+            if name in metrics:
+                values.append(float(metrics[name]))
+            elif values_seen and len(self.cfg.metrics) == 1:
+                values.append(values_seen[-1])
+            else:
+                raise HpoError(f"{self.cfg.path}: metric {name!r} is not in the trainable's result metrics "
+                               f"({', '.join(sorted(metrics)) or 'none'}); fix metric(s) in the study file")
+        bad = [v for v in values if not math.isfinite(v)]
+        if bad:
+            return TrialOutcome(TrialState.FAIL, result=result, error=f"non-finite objective value {bad}")
+        return TrialOutcome(TrialState.COMPLETE, values=values, result=result)
+
+    def _record(self, trial: optuna.Trial, outcome: TrialOutcome, wall_s: float) -> None:
+        result = outcome.result
+        # Few attrs, each one storage write: the full provenance is in the run dir's trial.json.
+        prov = provenance(trial_seed(self.cfg.seed, trial.number))
+        run_dir = self.cfg.trial_dir(trial.number)
+        attrs: dict[str, tp.Any] = {
+            "wall_time_s": round(wall_s, 3),
+            "provenance": {"host": prov["host"]["hostname"], "pid": prov["host"]["pid"], "git": prov["git"]["commit"],
+                           "slurm": prov["slurm"], "gpu": prov["gpu"].get("devices") or prov["gpu"].get("cuda_visible_devices"),
+                           "time_utc": prov["time_utc"]},
+        }
+        summary = {"run_dir": str(run_dir)}
+        if result:
+            summary.update({k: _jsonable(result[k]) for k in ("epochs", "best_epoch", "stopped") if k in result})
+            summary["metrics"] = {k: _jsonable(v) for k, v in (result.get("metrics") or {}).items()}
+        attrs["result"] = summary
+        if outcome.error and "error" not in trial.user_attrs:
+            attrs["error"] = outcome.error
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        write_json(run_dir / "result.json", {"number": trial.number, "state": outcome.state.name, "values": outcome.values,
+                                             "error": outcome.error, **attrs})
+
+
+def _metric(metrics: dict[str, float], name: str) -> float:
+    if name not in metrics:
+        raise HpoError(f"metric {name!r} is not among the trainable's epoch metrics ({', '.join(sorted(metrics))}); "
+                       "fix metric(s) in the study file")
+    return float(metrics[name])
+
+
+def _jsonable(v: tp.Any) -> tp.Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,23 @@
+"""Slurm for :mod:`hpo`: submitit launcher, GPU packing, sbatch scripts and a dev cluster.
+
+``python -m hpo.launch`` is the command line; ``slurm/launch_hpo.sbatch`` the plain-sbatch
+route; ``slurm/dev-cluster/up.sh`` starts a real single-node Slurm (+ PostgreSQL) to try both.
+Importing this package registers the study file's ``slurm:`` section with :mod:`hpo.study`.
+"""
+
+from __future__ import annotations
+
+from slurm._sbatch import check_slurm_options, make_sbatch, plan_arrays, slurm_options
+from slurm.launch import LaunchSummary, SlurmLauncher, Worker, max_array_size, study_counts
+
+__all__ = [
+    "LaunchSummary",
+    "SlurmLauncher",
+    "Worker",
+    "check_slurm_options",
+    "make_sbatch",
+    "max_array_size",
+    "plan_arrays",
+    "slurm_options",
+    "study_counts",
+]

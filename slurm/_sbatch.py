@@ -1,0 +1,195 @@
+"""Slurm options of a study: validation, the sbatch text, submitit parameters, array chunks.
+
+The keyword arguments of :func:`make_sbatch` *are* the valid options of a study file's
+``slurm:`` section (as in submitit, :func:`slurm_options` reads them from the signature), so a
+new option is one keyword. Everything here is a pure function, tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shlex
+import typing as tp
+
+from hpo.errors import StudyConfigError
+from hpo.study import register_section
+
+__all__ = ["check_slurm_options", "make_sbatch", "plan_arrays", "slurm_options", "submitit_parameters"]
+
+
+def make_sbatch(
+    *,
+    study: str,
+    n_trials: int = 1,
+    storage: str | None = None,
+    array: str | None = None,
+    job_name: str = "hpo",
+    partition: str | None = None,
+    account: str | None = None,
+    qos: str | None = None,
+    time_min: int = 60,
+    mem_gb: float | None = None,
+    cpus_per_task: int = 1,
+    gpus_per_task: int = 0,
+    constraint: str | None = None,
+    log_dir: str = "slurm_logs",
+    signal_delay_s: int = 120,
+    setup: tp.Sequence[str] = (),
+    python: str = "python",
+    run_args: tp.Sequence[str] = (),
+) -> str:
+    """Render a ready-to-submit sbatch script that runs ``python -m hpo.run`` per array task.
+
+    Args:
+        study: path of the study file.
+        n_trials: trials per array task (``--n-trials``).
+        storage: storage URL overriding the study's (prefer PGPASSWORD/.pgpass to a password).
+        array: ``--array`` spec such as ``"0-15%4"``; ``None`` submits a single task.
+        job_name: Slurm job name (``%x`` in log names).
+        partition, account, qos, constraint: the usual Slurm selectors.
+        time_min: walltime in minutes.
+        mem_gb: memory per node in GB (``None``: the cluster's default).
+        cpus_per_task: CPUs per worker.
+        gpus_per_task: GPUs per worker (``--gres=gpu:N``; Slurm sets CUDA_VISIBLE_DEVICES).
+        log_dir: folder of the ``%x_%A_%a.out`` logs (created by the launcher before sbatch).
+        signal_delay_s: seconds of warning (SIGUSR2) before the walltime, to checkpoint.
+        setup: shell lines run before the worker (``module load …``, ``source venv/bin/activate``).
+        python: the interpreter to run.
+        run_args: extra arguments for ``hpo.run``.
+
+    Returns:
+        The script text.
+    """
+    h = ["#!/bin/bash", f"#SBATCH --job-name={job_name}"]
+    out = f"{log_dir.rstrip('/')}/%x_%A_%a.out" if array else f"{log_dir.rstrip('/')}/%x_%j.out"
+    h += [f"#SBATCH --output={out}", "#SBATCH --open-mode=append", "#SBATCH --requeue"]
+    h.append(f"#SBATCH --signal=B:USR2@{int(signal_delay_s)}")
+    if array:
+        h.append(f"#SBATCH --array={array}")
+    for flag, value in (("partition", partition), ("account", account), ("qos", qos), ("constraint", constraint)):
+        if value:
+            h.append(f"#SBATCH --{flag}={value}")
+    h.append(f"#SBATCH --time={_walltime(time_min)}")
+    h.append(f"#SBATCH --cpus-per-task={int(cpus_per_task)}")
+    if mem_gb:
+        h.append(f"#SBATCH --mem={int(round(float(mem_gb) * 1024))}M")
+    if gpus_per_task:
+        h.append(f"#SBATCH --gres=gpu:{int(gpus_per_task)}")
+    body = ["", "# Written by `python -m hpo.launch --executor sbatch`; submit with `sbatch THIS_FILE`.", "set -eo pipefail"]
+    body += list(setup)
+    cmd = [python, "-m", "hpo.run", "--study", study, "--n-trials", str(int(n_trials))]
+    if storage:
+        cmd += ["--storage", storage]
+    cmd += list(run_args)
+    body.append('echo "[hpo] job ${SLURM_JOB_ID} task ${SLURM_ARRAY_TASK_ID:-0} restart ${SLURM_RESTART_COUNT:-0} '
+                'on $(hostname) CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-none}"')
+    body.append("# exec: the worker is the batch shell, so it receives --signal=B:USR2 itself")
+    body.append("exec " + shlex.join(cmd))
+    return "\n".join(h + body) + "\n"
+
+
+def slurm_options() -> dict[str, tp.Any]:
+    """Valid keys of a study's ``slurm:`` section with their defaults (from :func:`make_sbatch`)."""
+    params = inspect.signature(make_sbatch).parameters
+    return {n: p.default for n, p in params.items() if n not in _NOT_OPTIONS}
+
+
+#: make_sbatch arguments that come from the launcher, not from the study's ``slurm:`` section.
+_NOT_OPTIONS = ("study", "n_trials", "storage", "array", "run_args")
+
+
+def check_slurm_options(options: tp.Mapping[str, tp.Any], where: str = "slurm") -> dict[str, tp.Any]:
+    """Validate a ``slurm:`` section; return it merged over the defaults.
+
+    Raises:
+        StudyConfigError: listing every unknown key (with the valid ones) and bad value.
+    """
+    valid = slurm_options()
+    errors: list[tuple[str, str]] = []
+    for key, value in options.items():
+        path = f"{where}.{key}"
+        if key not in valid:
+            listing = ", ".join(f"{k}={v!r}" for k, v in valid.items())
+            errors.append((path, f"unknown option; valid options (default) are {listing}"))
+        elif key in ("time_min", "cpus_per_task", "gpus_per_task", "signal_delay_s") and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
+            errors.append((path, f"must be a non-negative integer, but got {value!r}"))
+        elif key == "mem_gb" and value is not None and (not isinstance(value, (int, float)) or value <= 0):
+            errors.append((path, f"must be a positive number of GB, but got {value!r}"))
+        elif key == "setup" and (isinstance(value, str) or not all(isinstance(v, str) for v in value)):
+            errors.append((path, f"must be a list of shell lines, but got {value!r}"))
+    if errors:
+        raise StudyConfigError("\n".join(f"{p}: {m}" for p, m in errors), errors)
+    return {**valid, **options}
+
+
+def submitit_parameters(options: tp.Mapping[str, tp.Any], *, gpus_per_job: int, cpus_per_job: int) -> dict[str, tp.Any]:
+    """Translate checked ``slurm:`` options into ``SlurmExecutor.update_parameters`` kwargs.
+
+    Args:
+        options: the output of :func:`check_slurm_options`.
+        gpus_per_job: GPUs each job asks for (one per packed worker).
+        cpus_per_job: CPUs each job asks for (``cpus_per_task`` × packed workers).
+    """
+    params: dict[str, tp.Any] = {
+        "job_name": options["job_name"],
+        "time": int(options["time_min"]),
+        "cpus_per_task": int(cpus_per_job),
+        "signal_delay_s": int(options["signal_delay_s"]),
+        "setup": list(options["setup"]),
+        "additional_parameters": {"requeue": True},
+    }
+    for key in ("partition", "account", "qos", "constraint"):
+        if options.get(key):
+            params[key] = options[key]
+    if options.get("mem_gb"):
+        params["mem"] = f"{int(round(float(options['mem_gb']) * 1024))}MB"
+    if gpus_per_job:
+        params["gres"] = f"gpu:{int(gpus_per_job)}"
+    return params
+
+
+def plan_arrays(n_jobs: int, max_array_size: int, array_parallelism: int | None = None) -> list[tuple[int, int, int]]:
+    """Split ``n_jobs`` array tasks into arrays the cluster accepts.
+
+    Slurm rejects array indices ``>= MaxArraySize``, so each array holds at most that many tasks.
+    ``array_parallelism`` caps how many tasks of *all* arrays run at once; it is shared out
+    between the arrays (each gets at least 1).
+
+    Returns:
+        ``(first_worker, n_tasks, parallelism)`` per array.
+
+    Example:
+        >>> plan_arrays(2500, 1001, 300)
+        [(0, 1001, 120), (1001, 1001, 120), (2002, 498, 59)]
+    """
+    if n_jobs < 1 or max_array_size < 1:
+        raise ValueError(f"n_jobs and max_array_size must be >= 1, but got {n_jobs}, {max_array_size}")
+    limit = array_parallelism if array_parallelism and array_parallelism > 0 else n_jobs
+    chunks = [(start, min(max_array_size, n_jobs - start)) for start in range(0, n_jobs, max_array_size)]
+    plan = []
+    for start, count in chunks:
+        share = max(1, min(count, (limit * count) // n_jobs))
+        plan.append((start, count, share))
+    return plan
+
+
+def _walltime(minutes: int) -> str:
+    days, rest = divmod(int(minutes), 24 * 60)
+    hours, mins = divmod(rest, 60)
+    return f"{days}-{hours:02d}:{mins:02d}:00" if days else f"{hours:02d}:{mins:02d}:00"
+
+
+def _validate_section(value: tp.Any) -> list[tuple[str, str]]:
+    """Validator of a study file's ``slurm:`` section for :func:`hpo.study.load_study_config`."""
+    if not isinstance(value, dict):
+        return [("slurm", f"must be a mapping of Slurm options, but got {type(value).__name__}")]
+    try:
+        check_slurm_options(value)
+    except StudyConfigError as e:
+        return list(e.errors)
+    return []
+
+
+register_section("slurm", _validate_section)

@@ -1,0 +1,1 @@
+"""Tests of fspnet.response and fspnet.preprocess."""

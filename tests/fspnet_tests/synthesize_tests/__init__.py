@@ -1,0 +1,1 @@
+"""Tests of fspnet.synthesize and the pgstat / traditional-fit baseline."""

@@ -1,0 +1,68 @@
+"""fspnet.predict: parameters in physical units from an encoder run, as CSV."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from fspnet.config import load_config
+from fspnet.data import read_dataset, write_dataset
+from fspnet.errors import DataError
+from fspnet.predict import load_run, main, predict
+from fspnet.train import train
+
+from .conftest import PARAM_NAMES, make_dataset
+
+
+@pytest.fixture(scope="module")
+def encoder_run(tmp_path_factory, base_overrides, decoder_run):
+    run_dir = tmp_path_factory.mktemp("runs") / "encoder"
+    overrides = {**base_overrides, "stage": "encoder", "run_dir": str(run_dir), "encoder.decoder_run": str(decoder_run)}
+    train(load_config(None, {**overrides, "training.epochs": 6}))
+    return run_dir
+
+
+def test_prediction_csv(encoder_run, dataset_path, tmp_path, capsys):
+    out = tmp_path / "pred.csv"
+    assert main(["--run", str(encoder_run), "--data", str(dataset_path), "--out", str(out)]) == 0
+    assert "wrote 400 predictions of nh, gamma, fsc, kt_max, norm" in capsys.readouterr().out
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["name", *PARAM_NAMES]
+    assert len(rows) == 401 and rows[1][0] == "spec0000"
+    values = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+    assert np.all(np.isfinite(values))
+    assert np.all(values[:, [0, 2, 3, 4]] > 0)  # log-scaled parameters come back positive
+    # physical units: the predictions land within the training ranges' orders of magnitude
+    truth = read_dataset(dataset_path).params
+    assert 1e-3 < np.median(values[:, 0]) < 1e2 and 1 < np.median(values[:, 1]) < 5
+    assert abs(np.log10(np.median(values[:, 4])) - np.log10(np.median(truth[:, 4]))) < 3
+
+
+def test_rows_without_names_are_indexed(encoder_run, tmp_path):
+    ds = make_dataset(7, seed=3)
+    ds.names = None
+    write_dataset(tmp_path / "nonames.h5", ds)
+    main(["--run", str(encoder_run), "--data", str(tmp_path / "nonames.h5"), "--out", str(tmp_path / "p.csv")])
+    rows = list(csv.reader((tmp_path / "p.csv").open()))
+    assert [r[0] for r in rows[1:]] == [str(i) for i in range(7)]
+
+
+def test_load_run_and_predict_function(encoder_run, decoder_run):
+    run = load_run(encoder_run)
+    assert run.stage == "encoder" and run.decoder is not None and run.param_names == PARAM_NAMES
+    spectra = make_dataset(5, seed=9).spectra
+    params = predict(run, spectra)
+    assert params.shape == (5, 5)
+    with pytest.raises(DataError, match=r"a decoder run cannot predict parameters; use an encoder run"):
+        predict(load_run(decoder_run), spectra)
+    with pytest.raises(DataError, match=r"spectra have shape \(5, 10\), but .* expects \[N, 240\]"):
+        predict(run, spectra[:, :10])
+
+
+def test_bad_run_dir(tmp_path, dataset_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--run", str(tmp_path), "--data", str(dataset_path), "--out", str(tmp_path / "p.csv")])
+    assert info.value.code == 2
+    assert "not a run directory; run.json is missing" in capsys.readouterr().err

@@ -1,0 +1,200 @@
+"""fspnet.train: decoder and encoder training, resume, callback, schedule, data sources, CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fspnet.config import load_config
+from fspnet.data import read_dataset_cached, write_dataset
+from fspnet.errors import ConfigError, DataError
+from fspnet.train import _ensure_dataset, main, read_hyperparams, train
+from fspnet.config import from_dict
+
+from .conftest import make_dataset
+
+ARTIFACTS = [
+    "config.json", "run.json", "network.json", "transforms.json", "splits.json", "best.safetensors",
+    "last.pt", "metrics.csv", "metrics.json", "provenance.json", "loss_curve.png", "reconstruction.png",
+]  # fmt: skip
+
+
+def _config(base, tmp_path, name="run", **overrides):
+    return load_config(None, {**base, "run_dir": str(tmp_path / name), **overrides})
+
+
+def test_decoder_training_lowers_the_loss_and_writes_artifacts(decoder_run):
+    for name in ARTIFACTS:
+        assert (decoder_run / name).is_file(), name
+    history = json.loads((decoder_run / "metrics.json").read_text())["history"]
+    assert len(history) == 8
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+    assert history[-1]["val_loss"] < 0.5 * history[0]["val_loss"]
+    header = (decoder_run / "metrics.csv").read_text().splitlines()[0]
+    assert header.startswith("epoch,stage,train_loss,val_loss,lr")
+    ckpt = torch.load(decoder_run / "last.pt", weights_only=True)
+    assert ckpt["state"]["epoch"] == 8 and set(ckpt["rng"]) == {"torch", "cuda", "shuffle"}
+    prov = json.loads((decoder_run / "provenance.json").read_text())
+    assert prov["seed"] == 0 and prov["device"] == "cpu" and "torch" in prov["packages"]
+    transforms = json.loads((decoder_run / "transforms.json").read_text())
+    assert transforms["params"]["log_params"] == [0, 2, 3, 4]
+    assert transforms["param_names"] == ["nh", "gamma", "fsc", "kt_max", "norm"]
+
+
+def test_encoder_trains_through_the_frozen_decoder(decoder_run, base_overrides, tmp_path):
+    cfg = _config(base_overrides, tmp_path, stage="encoder", **{"encoder.decoder_run": str(decoder_run), "training.epochs": 6, "training.plots": True})
+    result = train(cfg)
+    run = tmp_path / "run"
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    assert result["stopped"] == "max_epochs" and result["epochs"] == 6
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    assert {"val_recon_loss", "val_latent_loss"} <= set(result["metrics"])
+    assert (run / "reconstruction.png").is_file() and (run / "loss_curve.png").is_file()
+    # the decoder was not trained: the copy in the encoder run equals the decoder's best weights
+    frozen, original = load_file(str(run / "decoder.safetensors")), load_file(str(decoder_run / "best.safetensors"))
+    assert frozen.keys() == original.keys()
+    assert all(torch.equal(frozen[k], original[k]) for k in frozen)
+    assert json.loads((run / "transforms.json").read_text()) == json.loads((decoder_run / "transforms.json").read_text())
+    loss = result["metrics"]
+    assert loss["val_loss"] == pytest.approx(loss["val_recon_loss"] + 0.01 * loss["val_latent_loss"], rel=1e-5)
+
+
+def test_encoder_needs_a_decoder_run(base_overrides, tmp_path, decoder_run):
+    with pytest.raises(DataError, match=r"not a run directory; run.json is missing"):
+        train(_config(base_overrides, tmp_path, stage="encoder", **{"encoder.decoder_run": str(tmp_path)}))
+
+
+def test_resume_continues_exactly(base_overrides, tmp_path):
+    full = train(_config(base_overrides, tmp_path, "full", **{"training.epochs": 6}))
+    train(_config(base_overrides, tmp_path, "split", **{"training.epochs": 3}))
+    resumed = train(_config(base_overrides, tmp_path, "split", resume=True, **{"training.epochs": 6}))
+    a = json.loads((tmp_path / "full" / "metrics.json").read_text())["history"]
+    b = json.loads((tmp_path / "split" / "metrics.json").read_text())["history"]
+    assert [h["train_loss"] for h in a] == [h["train_loss"] for h in b]
+    assert [h["val_loss"] for h in a] == [h["val_loss"] for h in b]
+    assert resumed["epochs"] == full["epochs"] == 6
+    wa, wb = load_file(str(tmp_path / "full" / "best.safetensors")), load_file(str(tmp_path / "split" / "best.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    prov = json.loads((tmp_path / "split" / "provenance.json").read_text())
+    assert prov["resumed_at_epoch"] == 3 and len(prov["previous"]) == 1
+
+
+def test_resume_without_checkpoint_starts_fresh(base_overrides, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="fspnet.train"):
+        result = train(_config(base_overrides, tmp_path, resume=True, **{"training.epochs": 1}))
+    assert result["epochs"] == 1
+    assert "no last.pt to resume from; starting a new run" in caplog.text
+
+
+def test_callback_stops_and_checkpoints(base_overrides, tmp_path):
+    seen = []
+
+    def callback(epoch, metrics):
+        seen.append((epoch, set(metrics)))
+        if epoch == 1:
+            return ["checkpoint"]
+        return {"stop"} if epoch == 2 else None
+
+    result = train(_config(base_overrides, tmp_path, **{"training.epochs": 10, "training.checkpoint_every": 0}), callback)
+    assert result["stopped"] == "callback" and result["epochs"] == 2
+    assert [e for e, _ in seen] == [1, 2]
+    assert {"train_loss", "val_loss", "lr", "epoch", "best_val_loss"} <= seen[0][1]
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["state"]["epoch"] == 2
+
+
+def test_early_stopping_and_stages(base_overrides, tmp_path):
+    # a gradient clipped to ~0 leaves the weights (and the validation loss) unchanged, so every
+    # epoch after the first fails to improve
+    frozen = {"training.grad_clip": 1e-30, "training.patience": 2, "training.epochs": 20}
+    result = train(_config(base_overrides, tmp_path, "one", **frozen))
+    assert result["stopped"] == "early_stopping" and result["epochs"] == 3 and result["best_epoch"] == 1
+    staged = {**frozen, "training.stages": [{"epochs": 2, "patience": None}]}
+    result = train(_config(base_overrides, tmp_path, "two", **staged))
+    history = json.loads((tmp_path / "two" / "metrics.json").read_text())["history"]
+    assert result["stopped"] == "max_epochs" and result["epochs"] == 5
+    assert [h["stage"] for h in history] == [0, 0, 0, 1, 1]
+    assert history[-1]["lr"] == pytest.approx(3e-4)
+
+
+def test_subset_and_dataset_cache(base_overrides, tmp_path, dataset_path):
+    train(_config(base_overrides, tmp_path, **{"training.epochs": 1, "data.subset": {"n": 50, "mode": "random"}}))
+    split = json.loads((tmp_path / "run" / "splits.json").read_text())
+    assert len(split["train"]) == 45 and len(split["val"]) == 5 and split["n_total"] == 400
+    assert read_dataset_cached(dataset_path) is read_dataset_cached(dataset_path)
+
+
+def test_bad_inputs(base_overrides, tmp_path):
+    with pytest.raises(ConfigError, match=r"training\.epochz: unknown key"):
+        train({"training": {"epochz": 3}})
+    with pytest.raises(DataError, match=r"missing\.h5: dataset file not found; set data\.generate"):
+        train(_config(base_overrides, tmp_path, **{"data.path": str(tmp_path / "missing.h5")}))
+    with pytest.raises(ConfigError, match=r"decoder\.architecture: decoder_config: unknown knob\(s\) 'no_such_knob'; valid knobs: n_bins=240"):
+        train(_config(base_overrides, tmp_path, **{"decoder.network": None, "decoder.architecture": {"no_such_knob": 1}}))
+    no_params = tmp_path / "noparams.h5"
+    write_dataset(no_params, make_dataset(20, with_params=False))
+    with pytest.raises(DataError, match=r"the decoder stage needs 'params'"):
+        train(_config(base_overrides, tmp_path, **{"data.path": str(no_params)}))
+    bad_net = tmp_path / "bad.json"
+    bad_net.write_text(json.dumps({"layers": [{"type": "linear", "features": 7}]}))
+    with pytest.raises(ConfigError, match=r"decoder\.network .*maps \(5,\) to \(7,\), but this stage needs \(240,\)"):
+        train(_config(base_overrides, tmp_path, **{"decoder.network": str(bad_net)}))
+
+
+@pytest.mark.slow
+def test_generate_once_under_concurrency(tmp_path):
+    path = tmp_path / "gen" / "synthetic.h5"
+    cfg = from_dict({"data": {"path": str(path), "generate": {"n": 16, "seed": 1}}, "training": {"progress": False}})
+    results, errors = [], []
+
+    def worker():
+        try:
+            results.append(_ensure_dataset(cfg))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and results == [path] * 3
+    ds = read_dataset_cached(path)
+    assert ds.spectra.shape[0] == 16 and ds.params is not None
+    assert not [p for p in path.parent.iterdir() if p.suffix == ".tmp"]
+
+
+def test_cli_and_hyperparams(base_overrides, tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"training": {"epochs": 1}}))
+    hp = tmp_path / "hp.json"
+    hp.write_text(json.dumps({"params": {"lr": 1e-3}, "paths": {"lr": "training.learning_rate"}}))
+    sets = [f"--set={k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in base_overrides.items() if k not in ("training.epochs", "training.learning_rate")]
+    run_dir = tmp_path / "cli"
+    assert main(["--config", str(config), "--stage", "decoder", "--run-dir", str(run_dir), "--hyperparams", str(hp), *sets]) == 0
+    assert "decoder: 1 epochs (max_epochs)" in capsys.readouterr().out
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["training"]["learning_rate"] == 1e-3 and saved["training"]["epochs"] == 1
+    assert main(["--config", str(config), "--run-dir", str(run_dir), "--resume", "--set", "training.epochs=2", *sets]) == 0
+    assert json.loads((run_dir / "metrics.json").read_text())["history"][-1]["epoch"] == 2
+    with pytest.raises(SystemExit) as info:
+        main(["--config", str(config), "--set", "training.epoch=2"])
+    assert info.value.code == 2
+    assert "training.epoch: unknown key" in capsys.readouterr().err
+
+
+def test_read_hyperparams(tmp_path):
+    p = tmp_path / "hp.json"
+    p.write_text(json.dumps({"training.learning_rate": 1e-3}))
+    assert read_hyperparams(p) == {"training.learning_rate": 1e-3}
+    p.write_text(json.dumps({"params": {"lr": 1e-3, "w": 3}, "paths": {"lr": "training.learning_rate"}}))
+    with pytest.raises(ConfigError, match=r"params \['w'\] have no entry in 'paths'"):
+        read_hyperparams(p)
+    p.write_text("[1]")
+    with pytest.raises(ConfigError, match=r"expected a mapping of dotted config paths"):
+        read_hyperparams(p)
