@@ -28,7 +28,7 @@ from fspnet.train import Run, load_run
 
 __all__ = ["load_run", "predict", "predict_dataset", "write_predictions"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fspnet.predict")
 
 BATCH = 4096
 

@@ -3,7 +3,7 @@
 ``python -m fspnet.preprocess --spectra DIR --out F.h5 [--skip-bad]``
 
 For every OGIP PHA spectrum in ``DIR`` (backgrounds, i.e. files named by another spectrum's
-``BACKFILE``, ``HDUCLAS2 = 'BKG'`` or with ``bkg`` in the name, are used as backgrounds only):
+``BACKFILE``, with ``HDUCLAS2 = 'BKG'`` or named like ``*_bkg.*``, are used as backgrounds only):
 
 - the net rate per channel is the XSPEC one,
   ``S / (a_s t_s) - (b_s / b_b) * B / (a_b t_b)``, where ``S``/``B`` are source/background counts,
@@ -51,6 +51,7 @@ _log = logging.getLogger(__name__)
 SPECTRUM_UNIT = "counts s^-1 keV^-1 detector^-1"
 PATTERNS = ("*.pha", "*.pi", "*.fits", "*.fit", "*.fak", "*.pha.gz", "*.pi.gz", "*.fits.gz")
 _DETECTORS = re.compile(r"_d(\d+)")
+_BKG_NAME = re.compile(r"(^|[_.\-])bkg([_.\-]|$)")  # obs_bkg.pha, bkg.pi; not "nobkg.pha"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +135,7 @@ def correct_spectrum(
 
 
 def _is_background(path: Path, header: fits.Header) -> bool:
-    return str(header.get("HDUCLAS2", "")).strip().upper() == "BKG" or "bkg" in path.name.lower()
+    return str(header.get("HDUCLAS2", "")).strip().upper() == "BKG" or bool(_BKG_NAME.search(path.name.lower()))
 
 
 def _spectrum_files(directory: Path, patterns: tp.Sequence[str]) -> tuple[list[Path], set[str]]:

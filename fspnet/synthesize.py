@@ -198,6 +198,11 @@ def _check_scalar(value: tp.Any, default: tp.Any, field: dataclasses.Field, wher
             return default
         return value
     if "float" in hint:
+        if isinstance(value, str):  # PyYAML reads 1.0e10 (no sign in the exponent) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             errors.append(f"{where}: must be a number, but got {value!r}")
             return default

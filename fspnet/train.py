@@ -67,7 +67,7 @@ from fspnet.errors import ConfigError, DataError, NetworkConfigError
 
 __all__ = ["Callback", "Run", "load_run", "main", "read_hyperparams", "train"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fspnet.train")
 
 #: Called after every epoch with ``(epoch, metrics)``; may return ``{"stop", "checkpoint"}``.
 Callback = tp.Callable[[int, dict[str, float]], tp.Optional[tp.Iterable[str]]]
@@ -93,7 +93,8 @@ def train(config: tp.Mapping[str, tp.Any], callback: Callback | None = None) -> 
         ``{"metrics": {...}, "best_epoch": int, "epochs": int, "run_dir": str, "stopped": str}``
         where ``metrics`` are those of the best epoch plus ``best_val_loss``,
         ``final_train_loss`` and ``final_val_loss``, and ``stopped`` is
-        ``"early_stopping"``, ``"callback"`` or ``"max_epochs"``.
+        ``"early_stopping"`` (patience ran out in the last stage, or the loss became
+        non-finite), ``"callback"`` or ``"max_epochs"``.
 
     Raises:
         ConfigError: for an invalid config (every bad key path listed).
@@ -224,7 +225,8 @@ def train(config: tp.Mapping[str, tp.Any], callback: Callback | None = None) -> 
             if int(state["stage"]) + 1 < len(schedule):
                 # next stage: restart from the best weights at a tenth of the learning rate
                 state.update(stage=int(state["stage"]) + 1, stage_epoch=0, bad_epochs=0)
-                model.load_state_dict(_load_best(run_dir, device))
+                if (run_dir / BEST).is_file():
+                    model.load_state_dict(_load_best(run_dir, device))
                 optimizer, scheduler = _optimizer(model, tc, stage=int(state["stage"]))
                 log.info("stage %d: lr %.3g", state["stage"], optimizer.param_groups[0]["lr"])
                 continue
@@ -274,6 +276,10 @@ def train(config: tp.Mapping[str, tp.Any], callback: Callback | None = None) -> 
             _save_checkpoint(run_dir, model, optimizer, scheduler, state, history, shuffle, cfg)
         if "stop" in requests:
             stopped = "callback"
+            break
+        if not (math.isfinite(train_loss) and math.isfinite(val["loss"])):
+            log.warning("epoch %d: the loss is not finite (train %s, val %s); stopping", epoch, train_loss, val["loss"])
+            stopped = "early_stopping"
             break
 
     # -- finish: last checkpoint, plots, summary -----------------------------------------------
@@ -550,6 +556,8 @@ def _plot(
     from fspnet._plots import plot_loss_curve, plot_reconstruction
 
     plot_loss_curve(history, run_dir / "loss_curve.png", best_epoch=best_epoch)
+    if not (run_dir / BEST).is_file():
+        return  # no epoch ever improved (a non-finite loss): nothing worth reconstructing
     best = copy.deepcopy(model)
     best.load_state_dict(_load_best(run_dir, device))
     best.eval()

@@ -210,8 +210,9 @@ class PreemptHook(TrialHook):
 
     Installed by :func:`_setup_worker` when the worker runs under Slurm (``SLURM_JOB_ID``) or
     ``HPO_PREEMPTION=1``, from the main thread. On a signal: ask the trainable for
-    ``{"checkpoint", "stop"}``; once it returned, suspend the trial (under Slurm) or fail and
-    retry it (elsewhere: nobody will requeue this process), requeue on SIGUSR2 unless
+    ``{"checkpoint", "stop"}``; once it returned, suspend the trial (under Slurm, or when
+    ``HPO_WORKER_KEY`` promises a restart with the same key) or else fail and retry it (nobody
+    will resume it), requeue on SIGUSR2 unless
     ``HPO_REQUEUE=0`` (the launcher requeues packed jobs once itself), and exit with
     :data:`PREEMPTED_EXIT_CODE` without telling the study anything.
     """
@@ -259,7 +260,15 @@ class PreemptHook(TrialHook):
             if isinstance(hook, HeartbeatHook):
                 hook.stop()
         slurm = bool(os.environ.get("SLURM_JOB_ID"))
-        if trial is not None and slurm:
+        if slurm and not self.handler.requeue:
+            # submitit's preemption sends SIGTERM, then SIGUSR2 in a second call: wait for it.
+            for _ in range(20):
+                if self.handler.requeue:
+                    break
+                time.sleep(0.1)
+        # Someone will run this worker key again: Slurm's requeue, or whoever set HPO_WORKER_KEY.
+        resumable = slurm or bool(os.environ.get("HPO_WORKER_KEY"))
+        if trial is not None and resumable:
             suspend_trial(study, trial._trial_id)
             _log.warning("trial %d suspended with its checkpoint; worker %s resumes it after the requeue",
                          trial.number, self.key)

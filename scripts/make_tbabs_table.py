@@ -9,8 +9,8 @@ sigma(E) in units of 1e-22 cm^2 (so that transmission = exp(-N_H sigma) with N_H
 How: sigma at an energy E is read from a bin of relative width 2e-9 around E (tbabs
 averages the cross-section at the two edges of a bin), with N_H chosen per energy so
 that the optical depth is well conditioned. A fine log grid (Delta ln E = 4.6e-5) is
-sampled, every discontinuity (absorption edge) is located by bisection to 1e-12 and
-stored as a pair of knots, and the rest is thinned greedily to the knots that keep
+sampled, every discontinuity (absorption edge) is located by bisection and stored as
+a pair of knots 2e-8 apart with the bin-straddling excess (see ``_edge_excess``), and the rest is thinned greedily to the knots that keep
 log-log linear interpolation within ``--rtol`` of every fine sample.
 
 Usage:
@@ -63,8 +63,13 @@ def _log_sigma(sigma: np.ndarray) -> np.ndarray:
         return np.where(sigma > 0, np.log(np.maximum(sigma, 1e-300)), _LOG_ZERO)
 
 
-def _find_edges(x: np.ndarray, y: np.ndarray) -> list[tuple[float, float, float]]:
-    """Locate jumps of ln sigma between fine samples; return (E_edge, ln s-, ln s+)."""
+def _find_edges(x: np.ndarray, y: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """Locate jumps of ln sigma between fine samples.
+
+    Returns (E_left, E_right, ln sigma(E_left), ln sigma(E_right)) per edge, the two
+    energies 2e-8 apart around the jump. (Within ~1e-9 of an edge tbabs returns an
+    intermediate value; knots just outside that sliver keep the table clean.)
+    """
     dy = np.diff(y)
     # A smooth cross-section changes ln sigma by about 3 Delta ln E between samples.
     cand = np.nonzero(np.abs(dy) > 5e-3)[0]
@@ -72,30 +77,35 @@ def _find_edges(x: np.ndarray, y: np.ndarray) -> list[tuple[float, float, float]
     for k in cand:
         lo, hi = np.exp(x[k]), np.exp(x[k + 1])
         ylo, yhi = y[k], y[k + 1]
-        for _ in range(45):
+        for _ in range(40):
             mid = np.sqrt(lo * hi)
             ym = _log_sigma(_sigma(np.array([mid])))[0]
             if abs(ym - ylo) < abs(ym - yhi):
                 lo, ylo = mid, ym
             else:
                 hi, yhi = mid, ym
-        if abs(yhi - ylo) > 1e-3:  # still a jump at 1e-13 separation: a true edge
-            edges.append((lo, ylo, yhi))
+        e_left, e_right = lo * (1 - 1e-8), hi * (1 + 1e-8)
+        y_left, y_right = _log_sigma(_sigma(np.array([e_left, e_right])))
+        if abs(y_right - y_left) > 1e-3:  # still a jump across 2e-8: a true edge
+            edges.append((e_left, e_right, y_left, y_right))
     return edges
 
 
-def _edge_excess(edges: list[tuple[float, float, float]]) -> np.ndarray:
-    """Extra cross-section of a bin that straddles an edge, beyond the mean of its limits.
+def _edge_excess(edges: list[tuple[float, float, float, float]]) -> np.ndarray:
+    """Extra cross-section of a bin that straddles an edge, beyond the mean of its ends.
 
     tbabs combines part of the cross-section (the grains' self-shielding) non-linearly
     after averaging over the two bin edges, so a bin that contains an edge absorbs a
-    little more than the mean of sigma(lo) and sigma(hi). Measured with a bin of relative
-    width 2e-12 around the edge; it changes by about 2 % for bins of width 1 %.
+    little more (or less) than the mean of sigma(lo) and sigma(hi). Measured with a bin
+    of relative width 2e-6 around the edge; it changes by about 2 % for bins 1 % wide.
     """
     out = []
-    for e, ylo, yhi in edges:
-        straddle = _sigma_bins(np.array([e * (1 - 1e-12), e * (1 + 1e-12)]))[0]
-        out.append(straddle - 0.5 * (np.exp(ylo) + np.exp(yhi)))
+    for e_left, e_right, _, _ in edges:
+        e = np.sqrt(e_left * e_right)
+        lo, hi = e * (1 - 1e-6), e * (1 + 1e-6)
+        straddle = _sigma_bins(np.array([lo, hi]))[0]
+        s_lo, s_hi = _sigma(np.array([lo, hi]))
+        out.append(straddle - 0.5 * (s_lo + s_hi))
     return np.array(out)
 
 
@@ -149,20 +159,23 @@ def make_table(rtol: float) -> dict[str, np.ndarray]:
     edges = _find_edges(x, y)
     _log.info("found %d absorption edges", len(edges))
     # Segments between edges are thinned separately; each edge contributes two knots.
-    bounds = [np.exp(x[0])] + [e[0] for e in edges] + [np.exp(x[-1])]
+    bounds = [(np.exp(x[0]), np.exp(x[0]))] + [(e[0], e[1]) for e in edges]
+    bounds.append((np.exp(x[-1]), np.exp(x[-1])))
     knots_x, knots_y = [], []
     for s in range(len(bounds) - 1):
-        a, b = bounds[s], bounds[s + 1]
-        inside = (energy > a * (1 + 1e-12)) & (energy < b * (1 - 1e-12))
+        a, b = bounds[s][1], bounds[s + 1][0]  # segment from one edge's right to the next's left
+        inside = (energy > a) & (energy < b)
         if s == 0:
             inside[0] = True
+        if s == len(bounds) - 2:
+            inside[-1] = True
         xs, ys = x[inside], y[inside]
         if s > 0:  # right limit at the edge that opens this segment
-            xs = np.concatenate([[np.log(a) + 1e-12], xs])
-            ys = np.concatenate([[edges[s - 1][2]], ys])
+            xs = np.concatenate([[np.log(a)], xs])
+            ys = np.concatenate([[edges[s - 1][3]], ys])
         if s < len(edges):  # left limit at the edge that closes it
             xs = np.concatenate([xs, [np.log(b)]])
-            ys = np.concatenate([ys, [edges[s][1]]])
+            ys = np.concatenate([ys, [edges[s][2]]])
         idx = _thin(xs, ys, rtol)
         knots_x.append(xs[idx])
         knots_y.append(ys[idx])
@@ -175,13 +188,13 @@ def make_table(rtol: float) -> dict[str, np.ndarray]:
     back = np.interp(x, kx, ky)
     near_edge = np.zeros_like(x, dtype=bool)
     for e in edges:
-        near_edge |= np.abs(x - np.log(e[0])) < 1e-9
+        near_edge |= (x > np.log(e[0])) & (x < np.log(e[1]))
     err = np.abs(back - y)[~near_edge & (y > np.log(_SIGMA_FLOOR))]
     _log.info("%d knots; max |d ln sigma| on the fine grid %.2e", len(kx), err.max())
     return {
         "log_energy_kev": kx,
         "log_sigma": ky,
-        "edge_energy_kev": np.array([e[0] for e in edges]),
+        "edge_energy_kev": np.array([np.sqrt(e[0] * e[1]) for e in edges]),
         "edge_excess": _edge_excess(edges),
     }
 
@@ -199,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         "source": f"XSPEC model library {xspec_version()}",
         "units": "log_energy_kev: ln(E/keV); log_sigma: ln(sigma / 1e-22 cm^2 per H), "
         f"{_LOG_ZERO} means sigma = 0",
-        "interpolation": "linear in (ln E, ln sigma); edges stored as two knots 1e-12 apart",
+        "interpolation": "linear in (ln E, ln sigma); each edge is two knots 2e-8 apart; a bin containing edge_energy_kev[k] adds edge_excess[k] to the mean of its end values",
         "generated_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "script": "scripts/make_tbabs_table.py",
     }

@@ -51,7 +51,7 @@ def make_sbatch(
         mem_gb: memory per node in GB (``None``: the cluster's default).
         cpus_per_task: CPUs per worker.
         gpus_per_task: GPUs per worker (``--gres=gpu:N``; Slurm sets CUDA_VISIBLE_DEVICES).
-        log_dir: folder of the ``%x_%A_%a.out`` logs (created by the launcher before sbatch).
+        log_dir: folder of the ``%x_%A_%a.out`` logs (must exist when the job starts).
         signal_delay_s: seconds of warning (SIGUSR2) before the walltime, to checkpoint.
         setup: shell lines run before the worker (``module load …``, ``source venv/bin/activate``).
         python: the interpreter to run.
@@ -75,9 +75,9 @@ def make_sbatch(
         h.append(f"#SBATCH --mem={int(round(float(mem_gb) * 1024))}M")
     if gpus_per_task:
         h.append(f"#SBATCH --gres=gpu:{int(gpus_per_task)}")
-    body = ["", "# Written by `python -m hpo.launch --executor sbatch`; submit with `sbatch THIS_FILE`.", "set -eo pipefail"]
+    body = ["", "# Written by `python -m hpo.launch --sbatch-script PATH`; submit with `sbatch PATH`.", "set -eo pipefail"]
     body += list(setup)
-    cmd = [python, "-m", "hpo.run", "--study", study, "--n-trials", str(int(n_trials))]
+    cmd = [python, "-m", "hpo.run", "--study", study, "--n-trials", str(int(n_trials)), "--no-progress"]
     if storage:
         cmd += ["--storage", storage]
     cmd += list(run_args)

@@ -70,6 +70,8 @@ class Worker:
 
     def __call__(self) -> dict[str, tp.Any]:
         gpus = _visible_gpus()
+        if self.n_workers == 1:
+            return self._run_here(gpus)
         if gpus and len(gpus) < self.n_workers:
             _log.warning("%d workers share %d GPUs (%s)", self.n_workers, len(gpus), ",".join(gpus))
         procs = []
@@ -107,6 +109,21 @@ class Worker:
         if failed:
             raise RuntimeError(f"hpo.run exited with status {failed} (see this job's log)")
         return {"exit_codes": codes, "gpus": gpus, "host": os.uname().nodename}
+
+
+    def _run_here(self, gpus: list[str]) -> dict[str, tp.Any]:
+        """One worker: run ``hpo.run`` in this process (one interpreter start-up less).
+
+        Its preemption hook replaces submitit's signal handlers, requeues the job itself and
+        ends the process with a ``SystemExit``, so submitit records no result.
+        """
+        from hpo.run import main as run_main
+
+        os.environ.update({**self.env, "HPO_PREEMPTION": "1"})
+        code = run_main(self.argv)
+        if code != 0:
+            raise RuntimeError(f"hpo.run exited with status {code} (see this job's log)")
+        return {"exit_codes": [code], "gpus": gpus, "host": os.uname().nodename}
 
 
 class LaunchSummary(tp.NamedTuple):
@@ -274,8 +291,10 @@ class SlurmLauncher:
                     raise HpoError(f"{self.cfg.name}: jobs {', '.join(self.job_ids())} still running after {timeout_s} s")
                 time.sleep(poll_s)
         for job in self.jobs:
-            if job.state not in ("COMPLETED", "FINISHED", "DONE"):
-                _log.warning("job %s ended %s; log: %s", job.job_id, job.state, job.paths.stdout)
+            error = job.exception()
+            if error is not None:
+                _log.warning("job %s failed (%s); log: %s", job.job_id, str(error).strip().splitlines()[-1][:200],
+                             job.paths.stdout)
         return counts
 
     def sbatch_script(self) -> str:
@@ -283,7 +302,7 @@ class SlurmLauncher:
         o = self.options
         par = f"%{self.array_parallelism}" if self.array_parallelism else ""
         return make_sbatch(study=str(self.study_path), n_trials=self.trials_per_worker, storage=self.storage,
-                           array=f"0-{self.n_jobs - 1}{par}", run_args=["--no-progress", *self.run_args],
+                           array=f"0-{self.n_jobs - 1}{par}", run_args=self.run_args,
                            **{k: o[k] for k in o})
 
     def describe(self) -> str:

@@ -234,7 +234,7 @@ def _levenberg_marquardt(
     done = torch.zeros(b, dtype=torch.bool)
     eye = torch.eye(p, dtype=torch.float64)
     for _ in range(max_iter):
-        act = torch.flatnonzero(~done)
+        act = torch.nonzero(~done).flatten()
         if act.numel() == 0:
             break
         za, own = z[act], owner[act]

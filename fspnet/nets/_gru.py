@@ -54,17 +54,20 @@ class _ScalarGRULayer(torch.autograd.Function):
         bias = b_ih + torch.cat([b_hh[:, :2], torch.zeros_like(b_hh[:, 2:])], dim=1)
         gates = torch.einsum("dnti,dgi->tgdn", xs, w_ih).add_(bias.T[None, :, :, None])
         gates = gates.contiguous()  # [T, 3, D, N]; holds (r, z, n) after the loop
+        # tanh(v) = 2 sigmoid(2v) - 1: torch.tanh (like exp) takes a threaded path that stalls
+        # for ~ms per call when other processes load the CPU; sigmoid does not
+        gates[:, 2] *= 2
         hidden = x.new_zeros(steps + 1, n_dir, x.shape[0])  # [T+1, D, N]
         w_rz = w_hh[:, :2].T[..., None]  # [2, D, 1]
-        w_n, b_n = w_hh[:, 2:], b_hh[:, 2:]  # [D, 1]
-        # views made once: each step is then six small in-place torch calls
+        w_n, b_n = 2 * w_hh[:, 2:], 2 * b_hh[:, 2:]  # [D, 1]
+        # views made once: each step is then a few small in-place torch calls
         rz_t = gates[:, :2].unbind(0)
         r_t, z_t, n_t = gates[:, 0].unbind(0), gates[:, 1].unbind(0), gates[:, 2].unbind(0)
         h_t = hidden.unbind(0)
         h = h_t[0]
         for t in range(steps):
             rz_t[t].addcmul_(w_rz, h).sigmoid_()
-            n = n_t[t].addcmul_(r_t[t], torch.addcmul(b_n, w_n, h)).tanh_()
+            n = n_t[t].addcmul_(r_t[t], torch.addcmul(b_n, w_n, h)).sigmoid_().mul_(2).sub_(1)
             h = torch.lerp(n, h, z_t[t], out=h_t[t + 1])
         ctx.save_for_backward(xs, w_ih, w_hh, b_hh, gates, hidden)
         out = hidden[1:].permute(2, 0, 1)  # [N, T, D]

@@ -12,18 +12,19 @@ import torch
 from fspnet.physics._base import MULTIPLICATIVE, Component, Param
 from fspnet.physics._grid import _GridCache
 
-__all__ = ["TBabs", "tbabs_cross_section"]
+__all__ = ["TBabs", "tbabs_bin_cross_section", "tbabs_cross_section"]
 
 _TABLE = "tbabs_wilm.npz"
 _CACHE = _GridCache()
 
 
 @functools.cache
-def _table() -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+def _table() -> dict[str, np.ndarray]:
     ref = resources.files("fspnet.physics") / "data" / _TABLE
     with resources.as_file(ref) as path, np.load(path) as data:
-        meta = ast.literal_eval(str(data["meta"]))
-        return data["log_energy_kev"].copy(), data["log_sigma"].copy(), meta
+        table = {k: data[k].copy() for k in data.files}
+    table["meta"] = ast.literal_eval(str(table["meta"]))
+    return table
 
 
 def tbabs_cross_section(energy_kev: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -40,18 +41,36 @@ def tbabs_cross_section(energy_kev: np.ndarray | torch.Tensor) -> np.ndarray:
     Returns:
         float64 array of the same shape.
     """
-    log_e, log_sigma, _ = _table()
+    table = _table()
+    log_e, log_sigma = table["log_energy_kev"], table["log_sigma"]
     x = np.log(np.asarray(torch.as_tensor(energy_kev).detach().cpu(), dtype=np.float64))
     y = np.interp(x, log_e, log_sigma)
     return np.where(y <= -690.0, 0.0, np.exp(y))
 
 
+def tbabs_bin_cross_section(edges_kev: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Bin-averaged cross-section [E] (1e-22 cm^2 per H) of XSPEC tbabs on a grid [E+1].
+
+    XSPEC tbabs averages the cross-section at a bin's two edges. It does so before one
+    non-linear step (grain self-shielding), so a bin that contains an absorption edge gets
+    a small extra term, stored per edge in the table (``edge_excess``).
+    """
+    table = _table()
+    e = np.asarray(torch.as_tensor(edges_kev).detach().cpu(), dtype=np.float64)
+    s = tbabs_cross_section(e)
+    sigma = 0.5 * (s[:-1] + s[1:])
+    for energy, excess in zip(table["edge_energy_kev"], table["edge_excess"]):
+        j = np.searchsorted(e, energy) - 1  # bin with e[j] < energy <= e[j+1]
+        if 0 <= j < len(sigma):
+            sigma[j] += excess
+    return sigma
+
+
 def _bin_sigma(edges: torch.Tensor) -> torch.Tensor:
-    """[E] cross-section per bin: the mean of its two edges' values, as XSPEC tbabs does."""
+    """[E] bin-averaged cross-section as a tensor, cached per grid."""
 
     def build() -> torch.Tensor:
-        s = tbabs_cross_section(edges)
-        return torch.from_numpy(0.5 * (s[:-1] + s[1:])).to(edges.device)
+        return torch.from_numpy(tbabs_bin_cross_section(edges)).to(edges.device)
 
     return _CACHE.get(edges, "sigma", build)
 

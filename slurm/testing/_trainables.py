@@ -50,11 +50,16 @@ def counter_trainable(config: dict[str, tp.Any], callback: _Callback | None = No
     stopped and resumed reports exactly the values of an uninterrupted run.
 
     Config keys: ``epochs`` (5), ``epoch_s`` (0.5 s of sleep per epoch), ``x``, ``y`` (tuned),
-    ``seed``, ``run_dir``, ``resume``. Writes ``epochs.jsonl`` (one line per epoch run, with the
-    process id, so tests can see which process ran which epoch).
+    ``seed``, ``run_dir``, ``resume``. Appends to ``workers.jsonl`` (process, GPUs, Slurm job of
+    each start) and ``epochs.jsonl`` (one line per epoch run), so tests can see who ran what.
     """
     run_dir = Path(config["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "workers.jsonl", "a") as f:  # who ran it, on which GPU (tests check pinning)
+        f.write(json.dumps({"pid": os.getpid(), "resume": bool(config.get("resume")),
+                            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                            "worker_index": os.environ.get("HPO_WORKER_INDEX"),
+                            "slurm_job": os.environ.get("SLURM_JOB_ID")}) + "\n")
     ckpt = run_dir / "checkpoint.json"
     epochs = int(config.get("epochs", 5))
     epoch_s = float(config.get("epoch_s", 0.5))

@@ -122,6 +122,13 @@ def test_early_stopping_and_stages(base_overrides, tmp_path):
     assert history[-1]["lr"] == pytest.approx(3e-4)
 
 
+def test_non_finite_loss_stops(base_overrides, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="fspnet.train"):
+        result = train(_config(base_overrides, tmp_path, **{"training.learning_rate": 1e30, "training.epochs": 10}))
+    assert result["stopped"] == "early_stopping" and result["epochs"] < 10
+    assert "the loss is not finite" in caplog.text
+
+
 def test_subset_and_dataset_cache(base_overrides, tmp_path, dataset_path):
     train(_config(base_overrides, tmp_path, **{"training.epochs": 1, "data.subset": {"n": 50, "mode": "random"}}))
     split = json.loads((tmp_path / "run" / "splits.json").read_text())

@@ -1,0 +1,150 @@
+"""Parameter recovery: predicted against reference (true or fitted) parameters, per parameter.
+
+Statistics are taken in *transformed* units (log10 for log parameters, linear otherwise),
+where FSP-Net's ranges are meaningful: ``Δ = predicted - reference``, its median absolute
+value, a robust scatter (1.4826 × the median absolute deviation of Δ), the same two as a
+percentage of the parameter's (log-)range, and the fraction of predictions pegged at a bound.
+"""
+
+from __future__ import annotations
+
+import typing as tp
+
+import numpy as np
+
+from fspnet.evaluate._context import ParamInfo
+
+__all__ = ["plot_pairs", "plot_recovery", "plot_residuals", "recovery_stats"]
+
+TARGET_PCT = 5.0  # issue 6: median |Δ| <= 5 % of each parameter's (log-)range
+
+
+def recovery_stats(pred: np.ndarray, ref: np.ndarray, infos: tp.Sequence[ParamInfo]) -> dict[str, dict[str, float]]:
+    """Per-parameter recovery statistics (see the module docstring).
+
+    Args:
+        pred: [N, P] predicted physical parameters.
+        ref: [N, P] reference physical parameters (true, or a traditional fit's).
+        infos: the P parameter descriptions.
+
+    Returns:
+        ``{name: {median_abs_delta, scatter, bias, median_abs_delta_pct, scatter_pct, range,
+        pegged_fraction, target_met, n}}``.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for j, info in enumerate(infos):
+        d = info.to_axis(pred[:, j]) - info.to_axis(ref[:, j])
+        d = d[np.isfinite(d)]
+        span = info.span
+        if d.size:
+            med_abs = float(np.median(np.abs(d)))
+            bias = float(np.median(d))
+            scatter = float(1.4826 * np.median(np.abs(d - bias)))
+        else:
+            med_abs = bias = scatter = float("nan")
+        pct = 100.0 * med_abs / span
+        out[info.name] = {
+            "median_abs_delta": med_abs,
+            "scatter": scatter,
+            "bias": bias,
+            "range": span,
+            "median_abs_delta_pct": pct,
+            "scatter_pct": 100.0 * scatter / span,
+            "pegged_fraction": float(np.mean(info.pegged(pred[:, j]))) if len(pred) else float("nan"),
+            "target_met": bool(pct <= TARGET_PCT),
+            "n": int(d.size),
+        }
+    return out
+
+
+def plot_recovery(pred: np.ndarray, ref: np.ndarray, infos: tp.Sequence[ParamInfo], ref_label: str) -> tp.Any:
+    """Predicted against reference, one panel per parameter; log axes for log parameters, pegged values marked."""
+    import matplotlib.pyplot as plt
+
+    p = len(infos)
+    fig, axes = plt.subplots(1, p, figsize=(3.3 * p, 3.4), layout="constrained", squeeze=False)
+    for j, info in enumerate(infos):
+        ax = axes[0, j]
+        x, y = ref[:, j], pred[:, j]
+        peg = info.pegged(y)
+        ok = np.isfinite(x) & np.isfinite(y)
+        if info.log:
+            ok &= (x > 0) & (y > 0)
+        ax.plot(x[ok & ~peg], y[ok & ~peg], ".", ms=2, alpha=0.5, color="C0", rasterized=True)
+        if np.any(ok & peg):
+            ax.plot(x[ok & peg], y[ok & peg], "x", ms=3, color="C3", label=f"pegged ({int(np.sum(peg))})")
+            ax.legend(fontsize=7, loc="upper left")
+        ax.plot([info.low, info.high], [info.low, info.high], "-", color="k", lw=0.8)
+        if info.log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        unit = f" ({info.unit})" if info.unit else ""
+        ax.set_xlabel(f"{ref_label} {info.name}{unit}", fontsize=8)
+        ax.set_ylabel(f"predicted {info.name}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    return fig
+
+
+def plot_residuals(pred: np.ndarray, ref: np.ndarray, infos: tp.Sequence[ParamInfo], stats: dict[str, dict[str, float]]) -> tp.Any:
+    """Histograms of Δ in transformed units, with the median |Δ| and the 5 %-of-range target marked."""
+    import matplotlib.pyplot as plt
+
+    p = len(infos)
+    fig, axes = plt.subplots(1, p, figsize=(3.3 * p, 3.0), layout="constrained", squeeze=False)
+    for j, info in enumerate(infos):
+        ax = axes[0, j]
+        d = info.to_axis(pred[:, j]) - info.to_axis(ref[:, j])
+        d = d[np.isfinite(d)]
+        lim = 0.25 * info.span
+        ax.hist(np.clip(d, -lim, lim), bins=60, range=(-lim, lim), color="C0", alpha=0.8)
+        s = stats[info.name]
+        target = TARGET_PCT / 100 * info.span
+        for sign in (-1, 1):
+            ax.axvline(sign * s["median_abs_delta"], color="C1", lw=1)
+            ax.axvline(sign * target, color="C3", lw=0.8, ls="--")
+        ax.set_xlabel(f"Δ {'log10 ' if info.log else ''}{info.name}", fontsize=8)
+        ax.set_title(f"median |Δ| {s['median_abs_delta_pct']:.2f}% of range", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0, 0].set_ylabel("spectra")
+    return fig
+
+
+def plot_pairs(pred: np.ndarray, ref: np.ndarray | None, infos: tp.Sequence[ParamInfo], max_points: int = 2000) -> tp.Any:
+    """Corner plot of the predictions (and the reference, grey) in transformed units."""
+    import matplotlib.pyplot as plt
+
+    p = len(infos)
+    n = len(pred)
+    idx = np.random.default_rng(0).permutation(n)[:max_points]
+    tp_ = np.stack([info.to_axis(pred[idx, j]) for j, info in enumerate(infos)], axis=1)
+    tr = None if ref is None else np.stack([info.to_axis(ref[idx, j]) for j, info in enumerate(infos)], axis=1)
+    fig, axes = plt.subplots(p, p, figsize=(2.0 * p, 2.0 * p), squeeze=False)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.08, bottom=0.08, right=0.98, top=0.98)
+    labels = [f"{'log ' if i.log else ''}{i.name}" for i in infos]
+    for r in range(p):
+        for c in range(p):
+            ax = axes[r, c]
+            if c > r:
+                ax.set_visible(False)
+                continue
+            if r == c:
+                bins = np.linspace(*infos[r].to_axis(np.array([infos[r].low, infos[r].high])), 40)
+                if tr is not None:
+                    ax.hist(tr[:, r], bins=bins, color="grey", alpha=0.5, label="reference")
+                ax.hist(tp_[:, r], bins=bins, color="C0", alpha=0.7, histtype="step", label="predicted")
+            else:
+                if tr is not None:
+                    ax.plot(tr[:, c], tr[:, r], ".", ms=1, color="grey", alpha=0.3, rasterized=True)
+                ax.plot(tp_[:, c], tp_[:, r], ".", ms=1, color="C0", alpha=0.4, rasterized=True)
+            ax.tick_params(labelsize=6)
+            if r < p - 1:
+                ax.set_xticklabels([])
+            else:
+                ax.set_xlabel(labels[c], fontsize=8)
+            if c > 0 or r == 0:
+                ax.set_yticklabels([])
+            else:
+                ax.set_ylabel(labels[r], fontsize=8)
+    if tr is not None:
+        axes[0, 0].legend(fontsize=6)
+    return fig

@@ -1,0 +1,74 @@
+"""The hidden-size-1 GRU fast path must match torch.nn.GRU exactly, values and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fspnet.nets._gru import _linear_scan, scalar_gru
+from fspnet.nets._layers import Recurrent
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("input_size", [1, 3])
+def test_fast_path_matches_torch_gru(bidirectional, num_layers, input_size):
+    torch.manual_seed(1)
+    gru = nn.GRU(input_size, 1, num_layers, batch_first=True,
+                 bidirectional=bidirectional).double()
+    with torch.no_grad():  # weights beyond the default init range exercise saturation
+        for p in gru.parameters():
+            p.mul_(3)
+    x = torch.randn(4, 11, input_size, dtype=torch.float64, requires_grad=True)
+    expected = gru(x)[0]
+    grad_out = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad(expected, [x, *gru.parameters()], grad_out)
+    got = scalar_gru(gru, x)
+    got_grads = torch.autograd.grad(got, [x, *gru.parameters()], grad_out)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    for g, e in zip(got_grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
+
+
+def test_fast_path_float32_long_sequence():
+    torch.manual_seed(2)
+    gru = nn.GRU(1, 1, 2, batch_first=True, bidirectional=True)
+    x = torch.randn(6, 240, 1, requires_grad=True)
+    expected = gru(x)[0]
+    expected.sum().backward()
+    expected_grad = x.grad.clone()
+    x.grad = None
+    got = scalar_gru(gru, x)
+    got.sum().backward()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x.grad, expected_grad, rtol=1e-4, atol=1e-5)
+
+
+def test_gradcheck():
+    torch.manual_seed(3)
+    gru = nn.GRU(2, 1, 1, batch_first=True, bidirectional=True).double()
+    x = torch.randn(2, 5, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda inp: scalar_gru(gru, inp), (x,))
+
+
+def test_linear_scan():
+    coeff = torch.randn(2, 13, dtype=torch.float64)
+    value = torch.randn(2, 13, dtype=torch.float64)
+    expected = torch.zeros_like(value)
+    prev = torch.zeros(2, dtype=torch.float64)
+    for t in range(13):
+        prev = coeff[:, t] * prev + value[:, t]
+        expected[:, t] = prev
+    torch.testing.assert_close(_linear_scan(coeff, value), expected)
+
+
+def test_dropout_between_layers_only_in_training():
+    torch.manual_seed(4)
+    layer = Recurrent(nn.GRU(1, 1, 2, batch_first=True, dropout=0.5, bidirectional=True), "sum")
+    x = torch.randn(3, 1, 20)
+    layer.eval()
+    reference = layer.gru(x.transpose(1, 2))[0].view(3, 20, 2, 1).sum(2).transpose(1, 2)
+    torch.testing.assert_close(layer(x), reference)
+    layer.train()
+    assert not torch.allclose(layer(x), reference)

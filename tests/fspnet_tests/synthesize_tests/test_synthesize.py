@@ -1,0 +1,142 @@
+"""The native generator: draws, noise, rejection, reproducibility, config validation, CLI."""
+
+from __future__ import annotations
+
+import filecmp
+
+import numpy as np
+import pytest
+import torch
+
+from fspnet.data import read_dataset
+from fspnet.errors import ConfigError, DataError
+from fspnet.synthesize import Synthesizer, load_synthesize_config, main, synthesize, validate_config
+from tests.fspnet_tests.response_tests.fits_helpers import write_pha
+
+EXPOSURE = 1000.0
+
+
+@pytest.fixture(scope="module")
+def clean() -> Synthesizer:
+    return Synthesizer({"noise": "none", "seed": 3})
+
+
+def _counts(ds, exposure=EXPOSURE):
+    return (ds.spectra.astype(np.float64) * ds.energy_widths * 52 * exposure).sum(axis=1)
+
+
+def test_dataset_contract_and_rejection(tmp_path):
+    ds = synthesize({"seed": 1}, n=40, out=tmp_path / "s.h5", progress=False)
+    back = read_dataset(tmp_path / "s.h5")
+    assert back.spectra.shape == (40, 240) and back.spectra.dtype == np.float32
+    assert back.uncertainties.shape == (40, 240) and np.all(back.uncertainties > 0)
+    assert back.param_names == ["nh", "gamma", "fsc", "kt_max", "norm"] and back.log_params == [0, 2, 3, 4]
+    assert back.units["spectra"] == "counts s^-1 keV^-1 detector^-1"
+    assert back.source["generator"] == "fspnet.synthesize" and back.source["config"]["seed"] == 1
+    np.testing.assert_allclose(back.energy_centres[[0, -1]], [0.305, 9.925])
+    assert np.all(_counts(ds) >= 1e4 - 1e-3)  # FSP-Net's rule: >= 1e4 net counts in 0.3-10 keV
+    lo = np.array([5e-3, 1.3, 1e-3, 0.025, 1e-2])
+    hi = np.array([75.0, 4.0, 1.0, 4.0, 1e10])
+    assert np.all((back.params >= lo) & (back.params <= hi))
+    assert back.source["draws"] >= 40 and 0 < back.source["acceptance"] <= 1
+
+
+def test_same_seed_same_file(tmp_path):
+    a = synthesize({"seed": 7, "sampling": {"method": "latin_hypercube"}}, n=30, out=tmp_path / "a.h5", progress=False)
+    b = synthesize({"seed": 7, "sampling": {"method": "latin_hypercube"}}, n=30, out=tmp_path / "b.h5", progress=False)
+    np.testing.assert_array_equal(a.spectra, b.spectra)
+    np.testing.assert_array_equal(a.params, b.params)
+    assert filecmp.cmp(tmp_path / "a.h5", tmp_path / "b.h5", shallow=False)
+    c = synthesize({"seed": 8}, n=30, progress=False)
+    assert not np.array_equal(a.params, c.params)
+
+
+def test_clean_mode_is_the_folded_model(clean):
+    ds = clean.run(20, progress=False)
+    with torch.no_grad():
+        expected = clean.folder(clean.model(clean.edges, torch.as_tensor(ds.params))).numpy()
+    np.testing.assert_allclose(ds.spectra, expected, rtol=1e-5)
+    counts = expected * clean.folder.energy_widths * 52 * EXPOSURE
+    sigma = np.sqrt(np.maximum(counts, 1.0)) / (EXPOSURE * 52 * clean.folder.energy_widths)
+    np.testing.assert_allclose(ds.uncertainties, sigma, rtol=1e-5)
+
+
+def test_poisson_noise_statistics(clean):
+    rng = np.random.default_rng(0)
+    params = np.tile([[0.5, 2.2, 0.1, 0.8, 300.0]], (400, 1))
+    noisy = Synthesizer({"seed": 0})
+    spectra, _, _ = noisy.simulate(params, np.full(400, EXPOSURE), rng)
+    expected, sigma, _ = clean.simulate(params[:1], np.full(1, EXPOSURE), rng)
+    z = (spectra.mean(axis=0) - expected[0]) / (sigma[0] / np.sqrt(400))
+    assert np.abs(z).mean() < 1.2 and np.abs(z).max() < 6
+    ratio = spectra.std(axis=0) / sigma[0]
+    assert 0.85 < np.median(ratio) < 1.15
+
+
+def test_background_and_exposure_range(tmp_path):
+    bkg = np.full(1501, 50)
+    write_pha(tmp_path / "bkg.pha", bkg, exposure=500.0, backscal=2.0)
+    cfg = {
+        "seed": 2,
+        "noise": "none",
+        "background": {"file": str(tmp_path / "bkg.pha"), "source_backscal": 1.0},
+        "exposure": {"range": [500.0, 2000.0], "log": True},
+    }
+    gen = Synthesizer(cfg)
+    ds = gen.run(10, progress=False)
+    # Clean: the background cancels exactly; uncertainties include it.
+    with torch.no_grad():
+        expected = gen.folder(gen.model(gen.edges, torch.as_tensor(ds.params))).numpy()
+    np.testing.assert_allclose(ds.spectra, expected, rtol=1e-5)
+    assert ds.source["background"]["backscal"] == 2.0
+    exposure = gen.sample_exposure(1000, np.random.default_rng(0))
+    assert exposure.min() >= 500.0 and exposure.max() <= 2000.0
+    noisy = Synthesizer({**cfg, "noise": "poisson"}).run(10, progress=False)
+    assert np.all(np.isfinite(noisy.spectra))
+
+
+def test_low_acceptance_is_a_clear_error():
+    with pytest.raises(DataError, match=r"only 0 of 5 spectra accepted after \d+ draws .* lower min_counts"):
+        synthesize({"min_counts": 1e30, "max_draws_factor": 20}, n=5, progress=False)
+
+
+def test_config_errors_name_every_key_path(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        validate_config(
+            {
+                "noise": "gaussian",
+                "exposure": {"range": [10.0, 1.0]},
+                "sampling": {"method": "sobol", "params": {"mass": {"low": 1}}, "typo": 1},
+                "seeds": 3,
+                "chunk_size": "big",
+            },
+            "cfg.yaml",
+        )
+    msg = str(err.value)
+    for piece in (
+        "cfg.yaml: noise: unknown 'gaussian'; choose one of none, poisson",
+        "cfg.yaml: exposure.range: must be [low, high] with 0 < low <= high",
+        "cfg.yaml: sampling.method: unknown 'sobol'",
+        "cfg.yaml: sampling.params.mass: unknown parameter; valid parameters are nh, gamma, fsc, kt_max, norm",
+        "cfg.yaml: sampling.typo: unknown key; valid keys are method, params",
+        "cfg.yaml: seeds: unknown key",
+        "cfg.yaml: chunk_size: must be an integer, but got 'big'",
+    ):
+        assert piece in msg
+    (tmp_path / "c.yaml").write_text("background: {file: nowhere.pha}\n")
+    with pytest.raises(ConfigError, match="c.yaml: background.file: file not found: nowhere.pha"):
+        load_synthesize_config(tmp_path / "c.yaml")
+
+
+def test_shipped_config_is_valid():
+    cfg = load_synthesize_config("configs/synthesize.yaml")
+    assert cfg.sampling.params["norm"].high == 1e10 and cfg.min_counts == 1e4
+
+
+def test_cli(tmp_path, capsys):
+    out = tmp_path / "cli.h5"
+    assert main(["--config", "configs/synthesize.yaml", "--n", "12", "--out", str(out), "--no-progress", "--seed", "4"]) == 0
+    assert read_dataset(out).spectra.shape == (12, 240)
+    assert "wrote" in capsys.readouterr().out
+    assert main(["--n", "3", "--out", str(out), "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err

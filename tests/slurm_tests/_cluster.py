@@ -1,0 +1,181 @@
+"""Helpers for tests against the real dev cluster (``slurm/dev-cluster/up.sh``).
+
+Nothing here fakes Slurm or PostgreSQL: when they cannot be reached the tests are skipped with
+the reason, after one attempt to start the dev cluster (root only).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import typing as tp
+import uuid
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+UP = REPO / "slurm" / "dev-cluster" / "up.sh"
+RUN_DIR = Path(os.environ.get("SLURM_CI_DIR", "/tmp/slurm-ci"))
+#: The dev cluster's throw-away PostgreSQL account (up.sh creates it; also written to RUN_DIR/env).
+DEV_PG_URL = "postgresql+psycopg2://optuna:optuna@127.0.0.1:5432/optuna"
+
+
+def _slurm_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    proc = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    return proc.returncode == 0 and any(s.startswith(("idle", "mix", "alloc")) for s in proc.stdout.split())
+
+
+@functools.lru_cache(maxsize=1)
+def start_dev_cluster() -> str | None:
+    """Start the dev cluster if needed (idempotent); return why it is unusable, or ``None``."""
+    if _slurm_up() and pg_url() is not None:
+        return None
+    if os.geteuid() != 0 or not UP.is_file() or shutil.which("apt-get") is None:
+        return "no Slurm dev cluster reachable (sinfo/psql) and cannot start one here (needs root + apt-get)"
+    proc = subprocess.run(["bash", str(UP)], capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        return f"slurm/dev-cluster/up.sh failed: {proc.stderr.strip()[-500:]}"
+    return None
+
+
+def export_repo_path() -> None:
+    """Jobs inherit this environment (sbatch --export=ALL): let them import this checkout."""
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(REPO) not in parts:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *parts])
+
+
+def require_slurm() -> None:
+    import pytest
+
+    export_repo_path()
+
+    reason = start_dev_cluster()
+    if reason is not None and not _slurm_up():
+        pytest.skip(reason)
+    if shutil.which("sbatch") is None:
+        pytest.skip("sbatch not found")
+
+
+@functools.lru_cache(maxsize=1)
+def pg_url() -> str | None:
+    """The test PostgreSQL URL (``HPO_PG_URL`` or the dev cluster's), if a server answers."""
+    url = os.environ.get("HPO_PG_URL") or DEV_PG_URL
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("select 1")
+        engine.dispose()
+    except Exception:
+        return None
+    return url
+
+
+def require_postgres() -> str:
+    import pytest
+
+    start_dev_cluster()
+    url = pg_url.__wrapped__()
+    if url is None:
+        pytest.skip("PostgreSQL not reachable at HPO_PG_URL / 127.0.0.1:5432 (run slurm/dev-cluster/up.sh)")
+    return url
+
+
+def write_study(
+    folder: Path,
+    *,
+    storage: str,
+    trainable: str = "slurm.testing:counter_trainable",
+    config: dict[str, tp.Any] | None = None,
+    name: str | None = None,
+    **extra: tp.Any,
+) -> Path:
+    """Write a two-parameter study over a test trainable; returns the study file."""
+    name = name or f"t{uuid.uuid4().hex[:10]}"
+    study = {
+        "name": name,
+        "output_dir": str(folder / "out"),
+        "storage": storage,
+        "metric": "val_loss",
+        "direction": "minimize",
+        "pruner": "none",
+        "sampler": {"name": "RandomSampler"},
+        "trainable": trainable,
+        "config": {"x": 0.0, "y": 0.0, "epochs": 2, "epoch_s": 0.1, **(config or {})},
+        "collate_results": False,
+        "tune_params": {
+            "x": {"state": True, "suggest": "float", "kwargs": {"low": -1.0, "high": 1.0}, "path": "x"},
+            "y": {"state": True, "suggest": "float", "kwargs": {"low": -1.0, "high": 1.0}, "path": "y"},
+        },
+        **extra,
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def load(study_file: Path, storage: str | None = None) -> tp.Any:
+    """The Optuna study of a study file."""
+    import optuna
+
+    from hpo.study import make_storage
+
+    raw = yaml.safe_load(study_file.read_text())
+    return optuna.load_study(study_name=raw["name"], storage=make_storage(storage or raw["storage"]))
+
+
+def trials_or_empty(study_file: Path, states: tp.Any = None) -> list:
+    """The study's trials, or ``[]`` while no worker has created the study yet."""
+    try:
+        return load(study_file).get_trials(states=states)
+    except KeyError:
+        return []
+
+
+def trial_dir(study_file: Path, number: int) -> Path:
+    """``<output_dir>/<study>/trials/<number>`` of a study file written by :func:`write_study`."""
+    raw = yaml.safe_load(study_file.read_text())
+    return Path(raw["output_dir"]) / raw["name"] / "trials" / str(number)
+
+
+def hpo_run(study_file: Path, n_trials: int, env: dict[str, str] | None = None, **popen: tp.Any) -> subprocess.Popen:
+    """Start ``python -m hpo.run`` as a separate worker process."""
+    export_repo_path()
+    cmd = [sys.executable, "-m", "hpo.run", "--study", str(study_file), "--n-trials", str(n_trials), "--no-progress"]
+    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=REPO, **popen)
+
+
+def wait_for(predicate: tp.Callable[[], tp.Any], timeout_s: float, what: str, poll_s: float = 0.5) -> tp.Any:
+    """Poll ``predicate`` until it returns something truthy."""
+    t_end = time.monotonic() + timeout_s
+    while time.monotonic() < t_end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def squeue_empty(job_id: str) -> bool:
+    out = subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout
+    return not out.strip()
+
+
+def sacct_states(job_id: str) -> list[str]:
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", job_id],
+                         capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def dedent(text: str) -> str:
+    return textwrap.dedent(text).lstrip()

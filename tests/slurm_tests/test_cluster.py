@@ -1,0 +1,169 @@
+"""End-to-end on the real dev cluster: sbatch arrays, submitit, GPU packing, kills, preemption.
+
+Run ``bash slurm/dev-cluster/up.sh`` first (the fixtures try it when they can). Every test
+uses the tiny trainables of :mod:`slurm.testing`, so the whole module takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from hpo._heartbeat import HEARTBEAT_KEY, REAPED_KEY, owner_of
+from hpo._preempt import RESUMES_KEY
+from hpo.objective import trial_seed
+from slurm.launch import SlurmLauncher
+from slurm.testing import counter_trainable
+from tests.slurm_tests._cluster import REPO, load, sacct_states, squeue_empty, trial_dir, trials_or_empty, wait_for, write_study
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+SBATCH = REPO / "slurm" / "launch_hpo.sbatch"
+#: Short heartbeats so that dead workers are found in seconds.
+FAST = {"HPO_HEARTBEAT_S": "1", "HPO_GRACE_S": "4"}
+
+
+def _sbatch(study: Path, tmp_path: Path, *args: str, n_trials: int = 1, env: dict | None = None) -> str:
+    proc = subprocess.run(
+        ["sbatch", "--parsable", "-o", f"{tmp_path}/%x_%A_%a.out", *args, str(SBATCH)],
+        env={**os.environ, "STUDY": str(study), "N_TRIALS": str(n_trials), **(env or {})},
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+    )
+    return proc.stdout.strip().split(";")[0]
+
+
+def _logs(tmp_path: Path) -> str:
+    return "\n".join(p.read_text() for p in sorted(tmp_path.rglob("*.out")))
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _uninterrupted(study_file: Path, trial, tmp_path: Path) -> float:
+    """The final val_loss of the same trial trained in one go."""
+    raw = yaml.safe_load(study_file.read_text())
+    config = {**raw["config"], **trial.params, "seed": trial_seed(raw.get("seed", 0), trial.number),
+              "run_dir": str(tmp_path / "reference"), "resume": False}
+    return counter_trainable(config)["metrics"]["val_loss"]
+
+
+@pytest.mark.postgres
+def test_sbatch_array_of_4_completes_a_postgres_study(slurm_cluster, pg_url, tmp_path):
+    study_file = write_study(tmp_path, storage=pg_url)
+    job = _sbatch(study_file, tmp_path, "--array=0-3", n_trials=2)
+    wait_for(lambda: squeue_empty(job), 240, f"array job {job}")
+    study = load(study_file)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 8, _logs(tmp_path)
+    assert {owner_of(t) for t in trials} == {f"slurm:{job}_{i}" for i in range(4)}
+    assert sorted(t.number for t in trials) == list(range(8))
+    assert all(s.endswith("|COMPLETED") for s in sacct_states(job)), sacct_states(job)
+    logs = _logs(tmp_path)
+    assert logs.count("[hpo] job") == 4 and ":optuna@" not in logs  # the password is never printed
+
+
+def test_hpo_launch_via_submitit(slurm_cluster, tmp_path, capsys):
+    from slurm.launch import main
+
+    study_file = write_study(tmp_path, storage=f"journal:{tmp_path}/study.journal",
+                             slurm={"time_min": 10, "job_name": "hpo-test"})
+    assert main(["--study", str(study_file), "--workers", "3", "--trials-per-worker", "2", "--wait",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "3 Slurm job(s) [" in out and "report: python -m hpo.report" in out
+    assert "6 complete, 0 pruned, 0 failed, 0 running" in out
+    study = load(study_file)
+    assert len({owner_of(t) for t in study.get_trials()}) == 3
+
+
+def test_gpu_packing_pins_one_fake_gpu_per_worker(slurm_cluster, tmp_path):
+    n_gpus = int(os.environ.get("SLURM_DEV_GPUS", "4"))
+    if n_gpus < 4:
+        pytest.skip(f"needs 4 fake GPUs on the dev node, it has {n_gpus}")
+    study_file = write_study(tmp_path, storage=f"sqlite:///{tmp_path}/study.db", slurm={"gpus_per_task": 1})
+    launcher = SlurmLauncher(study_file, workers=4, trials_per_worker=1, trials_per_node=2)
+    jobs = launcher.launch()
+    assert len(jobs) == 2
+    counts = launcher.wait(progress=False, timeout_s=240)
+    assert counts.complete == 4, [j.stderr() for j in jobs]
+    study = load(study_file)
+    runs = [_jsonl(trial_dir(study_file, t.number) / "workers.jsonl")[0] for t in study.get_trials()]
+    devices = [r["cuda_visible_devices"] for r in runs]
+    assert all(d is not None and "," not in d for d in devices), devices  # one GPU each
+    assert len(set(devices)) == 4, devices  # no GPU shared, across and within jobs
+    by_job: dict[str, set] = {}
+    for r in runs:
+        by_job.setdefault(r["slurm_job"], set()).add(r["worker_index"])
+    assert sorted(map(sorted, by_job.values())) == [["0", "1"], ["0", "1"]]
+
+
+def test_sigkill_of_a_worker_retries_its_trial_with_the_same_params(slurm_cluster, tmp_path):
+    study_file = write_study(tmp_path, storage=f"journal:{tmp_path}/study.journal",
+                             config={"epochs": 40, "epoch_s": 0.5})
+    job = _sbatch(study_file, tmp_path, n_trials=1, env=FAST)
+    wait_for(lambda: any(HEARTBEAT_KEY in t.system_attrs for t in trials_or_empty(study_file)), 90, "a heartbeat")
+    subprocess.run(["scancel", "--signal=KILL", job], check=True)
+    wait_for(lambda: squeue_empty(job), 60, f"killed job {job}")
+    # A fresh worker finds the dead trial, fails it and runs its params again.
+    short = write_study(tmp_path, storage=f"journal:{tmp_path}/study.journal", name=yaml.safe_load(
+        study_file.read_text())["name"] + "", config={"epochs": 2, "epoch_s": 0.1})
+    job2 = _sbatch(short, tmp_path, n_trials=1, env=FAST)
+    wait_for(lambda: squeue_empty(job2), 120, f"job {job2}")
+    study = load(study_file)
+    first, retry = study.get_trials()
+    assert first.state == TrialState.FAIL and "heartbeat stale" in first.system_attrs[REAPED_KEY]["reason"]
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["retry_of"] == first.number
+    assert retry.params == first.params
+    assert len(study.get_trials()) == 2  # counts add up: one failed, one retry, nothing else
+
+
+def _wait_for_epochs(study_file: Path, n: int) -> Path:
+    def run_dir():
+        trials = trials_or_empty(study_file, states=(TrialState.RUNNING,))
+        if trials:
+            d = trial_dir(study_file, trials[0].number)
+            return d if len(_jsonl(d / "epochs.jsonl")) >= n else None
+        return None
+
+    return wait_for(run_dir, 120, f"{n} epochs of the first trial", poll_s=0.2)
+
+
+def _check_resumed(study_file: Path, run_dir: Path, tmp_path: Path) -> None:
+    study = load(study_file)
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.COMPLETE and trial.number == 0, _logs(tmp_path)
+    assert trial.system_attrs[RESUMES_KEY] == 1
+    starts = _jsonl(run_dir / "workers.jsonl")
+    assert [s["resume"] for s in starts] == [False, True] and starts[0]["pid"] != starts[1]["pid"]
+    epochs = [e["epoch"] for e in _jsonl(run_dir / "epochs.jsonl")]
+    assert sorted(set(epochs)) == list(range(8)) and len(epochs) - len(set(epochs)) <= 1  # at most one epoch redone
+    assert sorted(trial.intermediate_values) == list(range(8))
+    assert trial.value == pytest.approx(_uninterrupted(study_file, trial, tmp_path), abs=1e-12)
+
+
+def test_preemption_via_submitit_resumes_the_same_trial(slurm_cluster, tmp_path):
+    study_file = write_study(tmp_path, storage=f"journal:{tmp_path}/study.journal", config={"epochs": 8, "epoch_s": 0.5})
+    launcher = SlurmLauncher(study_file, workers=1, trials_per_worker=1)
+    (job,) = launcher.launch()
+    run_dir = _wait_for_epochs(study_file, 2)
+    job._interrupt()  # what Slurm does on preemption: SIGTERM, then SIGUSR2
+    counts = launcher.wait(progress=False, timeout_s=180)
+    assert counts.complete == 1
+    _check_resumed(study_file, run_dir, tmp_path)
+
+
+def test_walltime_signal_to_sbatch_job_resumes_the_same_trial(slurm_cluster, tmp_path):
+    study_file = write_study(tmp_path, storage=f"sqlite:///{tmp_path}/study.db", config={"epochs": 8, "epoch_s": 0.5})
+    job = _sbatch(study_file, tmp_path, n_trials=1)
+    run_dir = _wait_for_epochs(study_file, 2)
+    subprocess.run(["scancel", "--batch", "--signal=USR2", job], check=True)  # as --signal=B:USR2@120 does
+    wait_for(lambda: squeue_empty(job), 180, f"requeued job {job}")
+    _check_resumed(study_file, run_dir, tmp_path)
+    assert "restart 1" in _logs(tmp_path)
