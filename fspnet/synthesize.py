@@ -117,17 +117,21 @@ class SynthesizeConfig:
         seed: seed of every random draw (parameters, exposures, noise).
         noise: ``poisson`` (counts drawn) or ``none`` (clean, expected values).
         min_counts: reject spectra with fewer net source counts summed over the bins.
-        chunk_size: spectra simulated per batch; bounds peak memory (~100 MB per 1000).
+        chunk_size: draws simulated per batch (each with its own seeded generator); bounds
+            peak memory (~100 MB per 1000).
         max_draws_factor: give up after ``n * max_draws_factor`` draws (acceptance too low).
         fold_dtype: ``float32`` or ``float64`` precision of the folding product.
+        workers: processes simulating chunks in parallel, one torch thread each (robust on
+            shared CPUs); the output is identical for any number of workers.
     """
 
     seed: int = 0
     noise: str = "poisson"
     min_counts: float = 1e4
-    chunk_size: int = 4096
+    chunk_size: int = 512
     max_draws_factor: float = 100.0
     fold_dtype: str = "float32"
+    workers: int = 1
     model: ModelGridConfig = dataclasses.field(default_factory=ModelGridConfig)
     response: ResponseConfig = dataclasses.field(default_factory=ResponseConfig)
     sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
@@ -237,6 +241,8 @@ def validate_config(data: dict[str, tp.Any] | None, source: str = "synthesize co
         errors.append(f"min_counts: must be >= 0, but got {cfg.min_counts}")
     if cfg.chunk_size < 1:
         errors.append(f"chunk_size: must be >= 1, but got {cfg.chunk_size}")
+    if cfg.workers < 1:
+        errors.append(f"workers: must be >= 1, but got {cfg.workers}")
     if cfg.max_draws_factor < 1:
         errors.append(f"max_draws_factor: must be >= 1, but got {cfg.max_draws_factor}")
     if cfg.model.n_bins < 2 or not 0 < cfg.model.low_kev < cfg.model.high_kev:
@@ -430,13 +436,54 @@ class Synthesizer:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def run(self, n: int, seed: int | None = None, progress: bool = True) -> SpectrumDataset:
+    def chunk(self, index: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Simulate chunk ``index`` of ``chunk_size`` draws; return its accepted rows.
+
+        Chunk ``i`` draws from its own generator ``default_rng([seed, i])``, so the output
+        depends only on the seed and the config, not on how chunks are scheduled.
+
+        Returns:
+            ``(params [k, P] float64, spectra [k, G] float32, uncertainties [k, G] float32)``.
+        """
+        cfg = self.config
+        rng = np.random.default_rng([seed, index])
+        p = self.sample_params(cfg.chunk_size, rng)
+        t = self.sample_exposure(cfg.chunk_size, rng)
+        s, u, counts = self.simulate(p, t, rng)
+        ok = (counts >= cfg.min_counts) & np.isfinite(s).all(axis=1) & np.isfinite(u).all(axis=1)
+        return p[ok], s[ok].astype(np.float32), u[ok].astype(np.float32)
+
+    def _chunks(self, seed: int, max_chunks: int, workers: int) -> tp.Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Accepted rows of chunks 0, 1, 2, ... in order (computed ahead by ``workers`` processes)."""
+        if workers <= 1:
+            for i in range(max_chunks):
+                yield self.chunk(i, seed)
+            return
+        import concurrent.futures
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # fork is unsafe after torch has started threads
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(self.config,)) as pool:
+            pending: list[concurrent.futures.Future] = []
+            nxt = 0
+            try:
+                while nxt < max_chunks or pending:
+                    while nxt < max_chunks and len(pending) < 2 * workers:
+                        pending.append(pool.submit(_worker_chunk, nxt, seed))
+                        nxt += 1
+                    yield pending.pop(0).result()
+            finally:
+                for f in pending:
+                    f.cancel()
+
+    def run(self, n: int, seed: int | None = None, progress: bool = True, workers: int | None = None) -> SpectrumDataset:
         """Draw until ``n`` spectra are accepted; return them as a :class:`SpectrumDataset`.
 
         Args:
             n: spectra to accept.
             seed: overrides ``config.seed``.
             progress: show a tqdm progress bar.
+            workers: overrides ``config.workers``.
 
         Raises:
             DataError: if more than ``n * max_draws_factor`` draws were needed (the message
@@ -446,38 +493,32 @@ class Synthesizer:
         if n < 1:
             raise ConfigError(f"n: must be >= 1, but got {n}")
         seed = cfg.seed if seed is None else seed
-        rng = np.random.default_rng(seed)
+        workers = cfg.workers if workers is None else workers
         g = len(self.folder)
         spectra = np.empty((n, g), dtype=np.float32)
         sigma = np.empty((n, g), dtype=np.float32)
         params = np.empty((n, len(self.param_names)), dtype=np.float64)
         filled, draws = 0, 0
-        max_draws = int(math.ceil(n * cfg.max_draws_factor))
+        max_chunks = max(1, int(math.ceil(n * cfg.max_draws_factor / cfg.chunk_size)))
         start = time.perf_counter()
         with tqdm(total=n, unit="spectra", desc="synthesize", disable=not progress, leave=False) as bar:
-            while filled < n:
-                if draws >= max_draws:
-                    raise DataError(
-                        f"synthesize: only {filled} of {n} spectra accepted after {draws} draws "
-                        f"(acceptance {filled / max(draws, 1):.2e}; min_counts={cfg.min_counts:g}); raise the "
-                        f"exposure or the norm range, lower min_counts, or raise max_draws_factor={cfg.max_draws_factor:g}"
-                    )
-                # Draw about what is still needed at the acceptance seen so far (+10 %), within a chunk.
-                rate = (filled + 1) / (draws + 1) if draws else 0.5
-                m = int(min(cfg.chunk_size, max_draws - draws, max(64, math.ceil(1.1 * (n - filled) / rate))))
-                p = self.sample_params(m, rng)
-                t = self.sample_exposure(m, rng)
-                s, u, counts = self.simulate(p, t, rng)
-                ok = np.flatnonzero((counts >= cfg.min_counts) & np.isfinite(s).all(axis=1) & np.isfinite(u).all(axis=1))
-                k = min(len(ok), n - filled)
-                take = ok[:k]
-                spectra[filled : filled + k] = s[take]
-                sigma[filled : filled + k] = u[take]
-                params[filled : filled + k] = p[take]
+            for p, s, u in self._chunks(seed, max_chunks, workers):
+                k = min(len(p), n - filled)
+                spectra[filled : filled + k] = s[:k]
+                sigma[filled : filled + k] = u[:k]
+                params[filled : filled + k] = p[:k]
                 filled += k
-                draws += m
+                draws += cfg.chunk_size
                 bar.update(k)
                 bar.set_postfix(acceptance=f"{filled / draws:.2f}")
+                if filled >= n:
+                    break
+        if filled < n:
+            raise DataError(
+                f"synthesize: only {filled} of {n} spectra accepted after {draws} draws "
+                f"(acceptance {filled / max(draws, 1):.2e}; min_counts={cfg.min_counts:g}); raise the "
+                f"exposure or the norm range, lower min_counts, or raise max_draws_factor={cfg.max_draws_factor:g}"
+            )
         elapsed = time.perf_counter() - start
         _log.info("synthesize: %d spectra from %d draws in %.1f s (%.0f spectra/s)", n, draws, elapsed, n / elapsed)
         units = {"spectra": SPECTRUM_UNIT, "uncertainties": SPECTRUM_UNIT, "energy": "keV"}
@@ -490,7 +531,7 @@ class Synthesizer:
             "seed": seed,
             "draws": draws,
             "acceptance": filled / draws,
-            "config": cfg.to_dict(),
+            "config": {k: v for k, v in cfg.to_dict().items() if k != "workers"},  # workers do not change the data
             "response": self.folder.response.provenance or {"name": self.folder.response.name},
             "background": self._bkg_info,
             "grouping": "fspnet: PI groups 2/3/4/5/6/2 at 20/248/600/1200/1494, 0.3-10 keV, first 240",
@@ -507,6 +548,20 @@ class Synthesizer:
             units=units,
             source=source,
         )
+
+
+_WORKER: Synthesizer | None = None
+
+
+def _init_worker(config: SynthesizeConfig) -> None:
+    global _WORKER
+    torch.set_num_threads(1)
+    _WORKER = Synthesizer(config)
+
+
+def _worker_chunk(index: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    assert _WORKER is not None
+    return _WORKER.chunk(index, seed)
 
 
 def _poisson(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:
@@ -560,11 +615,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, required=True, help="number of accepted spectra")
     parser.add_argument("--out", type=Path, required=True, help="output HDF5 dataset")
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
+    parser.add_argument("--workers", type=int, default=None, help="parallel processes (overrides the config)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        cfg = load_synthesize_config(args.config)
+        cfg = load_synthesize_config(args.config, None if args.workers is None else {"workers": args.workers})
         start = time.perf_counter()
         ds = synthesize(cfg, args.n, seed=args.seed, out=args.out, progress=not args.no_progress)
     except FspnetError as e:

@@ -144,16 +144,19 @@ def train(config: tp.Mapping[str, tp.Any], callback: Callback | None = None) -> 
     else:
         frozen = load_run(cfg.encoder.decoder_run, device=device)
         if frozen.stage != "decoder":
-            raise ConfigError(f"encoder.decoder_run: {frozen.path} is a {frozen.stage} run, not a decoder run")
+            raise ConfigError(f"encoder.decoder_run: {frozen.path} is not a decoder run (its run.json says stage {frozen.stage!r})")
         decoder, transforms = frozen.network, frozen.transforms
         _freeze(decoder)
+        # the encoder's data must match the decoder's spectra and (where present) parameters
+        n_out, n_in = math.prod(decoder.output_shape), frozen.input_shape[0]
+        if ds.spectra.shape[1] != n_out:
+            raise DataError(f"{cfg.data.path}: spectra have {ds.spectra.shape[1]} bins, but the decoder in {frozen.path} makes {n_out}")
+        if ds.params is not None and ds.params.shape[1] != n_in:
+            raise DataError(f"{cfg.data.path}: {ds.params.shape[1]} parameters, but the decoder in {frozen.path} takes {n_in}")
     transforms.save(run_dir / "transforms.json")
     x_train, p_train = _tensors(ds, split.train, transforms, device)  # [N, C], [N, P] | None
     x_val, p_val = _tensors(ds, split.val, transforms, device)
-    n_params = len(transforms.params.mean) if transforms.params is not None else (ds.params.shape[1] if ds.params is not None else 0)
-    n_bins = x_train.shape[1]
-    if cfg.stage == "encoder" and decoder is not None and tuple(frozen.input_shape) != (n_params,):
-        raise DataError(f"{cfg.data.path}: the decoder takes {frozen.input_shape[0]} parameters, but the transforms give {n_params}")
+    n_bins, n_params = x_train.shape[1], len(transforms.params.mean)
 
     # -- model -------------------------------------------------------------------------------
     in_shape, out_shape = ((n_params,), (n_bins,)) if cfg.stage == "decoder" else ((n_bins,), (n_params,))
@@ -462,7 +465,10 @@ def _freeze(decoder: nn.Module) -> None:
 
 
 def _optimizer(model: nn.Module, tc: tp.Any, stage: int) -> tuple[torch.optim.Optimizer, tp.Any]:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.learning_rate / 10**stage, weight_decay=tc.weight_decay)
+    params = list(model.parameters())
+    # the fused kernel updates all weights in one call: ~5x faster than the per-tensor loop on CPU
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
+    optimizer = torch.optim.AdamW(params, lr=tc.learning_rate / 10**stage, weight_decay=tc.weight_decay, fused=fused or None)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=tc.lr_factor, patience=tc.lr_patience, min_lr=tc.min_lr
     )
@@ -655,7 +661,8 @@ def read_hyperparams(path: str | os.PathLike[str]) -> dict[str, tp.Any]:
     """Read dotted-path overrides from JSON: ``{"training.learning_rate": 1e-3, ...}``.
 
     hpo's ``best_params.json`` (``{"params": {name: value}, "paths": {name: dotted.path}}``)
-    is accepted too: each value goes to its name's path.
+    is accepted too: each value goes to its name's path (params without a path are skipped
+    with a warning).
 
     Raises:
         ConfigError: naming the file when it is missing or not such a mapping.
@@ -672,8 +679,8 @@ def read_hyperparams(path: str | os.PathLike[str]) -> dict[str, tp.Any]:
     if isinstance(data.get("params"), dict) and isinstance(data.get("paths"), dict):
         missing = [k for k in data["params"] if k not in data["paths"]]
         if missing:
-            raise ConfigError(f"{p}: params {missing} have no entry in 'paths'")
-        return {data["paths"][k]: v for k, v in data["params"].items()}
+            log.warning("%s: params %s have no config path in 'paths'; ignoring them", p, missing)
+        return {data["paths"][k]: v for k, v in data["params"].items() if k in data["paths"]}
     return data
 
 

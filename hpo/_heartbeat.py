@@ -47,8 +47,8 @@ __all__ = [
     "HeartbeatSettings",
     "fail_trial_once",
     "owner_of",
+    "fail_and_retry",
     "reap_stale_trials",
-    "retry_trial",
     "warn_if_network_filesystem",
     "worker_key",
 ]
@@ -257,27 +257,33 @@ def reap_stale_trials(
         age = _stale_age(trial, settings, now)
         if age is None:
             continue
-        if not fail_trial_once(study._storage, trial._trial_id):
-            continue
         suspended = trial.system_attrs.get(SUSPENDED_KEY) is not None
         reason = f"{'suspended' if suspended else 'heartbeat'} stale for {age:.0f} s"
-        _log.warning("trial %d of worker %s failed by %s: %s", trial.number, owner_of(trial), reaper, reason)
-        retry_trial(study, trial, reaper, reason, settings.max_retries)
-        reaped.append(trial.number)
+        if fail_and_retry(study, trial, reaper, reason, settings.max_retries):
+            _log.warning("trial %d of worker %s failed by %s: %s", trial.number, owner_of(trial), reaper, reason)
+            reaped.append(trial.number)
     return reaped
 
 
-def retry_trial(study: optuna.Study, trial: FrozenTrial, reaper: str, reason: str, max_retries: int) -> bool:
-    """Record why the (already failed) ``trial`` died and enqueue its parameters again.
+def fail_and_retry(study: optuna.Study, trial: FrozenTrial, reaper: str, reason: str, max_retries: int) -> bool:
+    """Fail a dead RUNNING ``trial`` and enqueue its parameters again; ``True`` for the one winner.
 
-    Returns ``False`` when the retry budget of this chain of retries is spent.
+    Why it died is recorded first (``hpo:reaped`` and the user attribute ``error``: a finished
+    trial can no longer be annotated), then :func:`fail_trial_once` picks the single winner,
+    which enqueues the retry unless this chain of retries already had ``max_retries``.
     """
-    study._storage.set_trial_system_attr(trial._trial_id, REAPED_KEY, {"by": reaper, "at": time.time(), "reason": reason})
-    study._storage.set_trial_user_attr(trial._trial_id, "error", f"worker died: {reason}")
+    storage = study._storage
+    try:
+        storage.set_trial_system_attr(trial._trial_id, REAPED_KEY, {"by": reaper, "at": time.time(), "reason": reason})
+        storage.set_trial_user_attr(trial._trial_id, "error", f"worker died: {reason}")
+    except UpdateFinishedTrialError:
+        return False  # it finished meanwhile (its worker was alive after all, or another reaper won)
+    if not fail_trial_once(storage, trial._trial_id):
+        return False
     retries = int(trial.user_attrs.get(RETRIES_ATTR, 0))
     if retries >= max_retries:
         _log.warning("trial %d not retried: it was retry %d of %d", trial.number, retries, max_retries)
-        return False
+        return True
     study.enqueue_trial(dict(trial.params), user_attrs={RETRY_OF_ATTR: trial.number, RETRIES_ATTR: retries + 1})
     return True
 

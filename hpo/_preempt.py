@@ -42,9 +42,8 @@ from hpo._heartbeat import (
     SUSPENDED_KEY,
     HeartbeatHook,
     HeartbeatSettings,
-    fail_trial_once,
+    fail_and_retry,
     owner_of,
-    retry_trial,
     worker_key,
 )
 from hpo.objective import TrialHook
@@ -191,10 +190,9 @@ def claim_own_trials(
         if resumable is None and trial.system_attrs.get(SUSPENDED_KEY) is not None:
             resumable = trial
             continue
-        if fail_trial_once(study._storage, trial._trial_id):
-            reason = "its worker restarted without a checkpoint"
-            _log.warning("trial %d failed: %s", trial.number, reason)
-            retry_trial(study, trial, key, reason, settings.max_retries)
+        reason = "its worker restarted without a checkpoint"
+        if fail_and_retry(study, trial, key, reason, settings.max_retries):
+            _log.warning("trial %d failed and re-enqueued: %s", trial.number, reason)
     if resumable is not None:
         resumes = int(resumable.system_attrs.get(RESUMES_KEY, 0)) + 1
         study._storage.set_trial_system_attr(resumable._trial_id, RESUMES_KEY, resumes)
@@ -267,18 +265,42 @@ class PreemptHook(TrialHook):
                     break
                 time.sleep(0.1)
         # Someone will run this worker key again: Slurm's requeue, or whoever set HPO_WORKER_KEY.
-        resumable = slurm or bool(os.environ.get("HPO_WORKER_KEY"))
+        resumable = (slurm and (self.handler.requeue or _job_returns())) or bool(os.environ.get("HPO_WORKER_KEY"))
         if trial is not None and resumable:
             suspend_trial(study, trial._trial_id)
             _log.warning("trial %d suspended with its checkpoint; worker %s resumes it after the requeue",
                          trial.number, self.key)
-        elif trial is not None and fail_trial_once(study._storage, trial._trial_id):
+        elif trial is not None:
             frozen = study._storage.get_trial(trial._trial_id)
-            retry_trial(study, frozen, self.key, f"stopped by {','.join(self.handler.received)} outside Slurm",
-                        self.settings.max_retries)
+            fail_and_retry(study, frozen, self.key, f"stopped by {','.join(self.handler.received)}; nobody will resume it",
+                           self.settings.max_retries)
         if self.handler.requeue and slurm and os.environ.get("HPO_REQUEUE", "1") != "0":
             requeue_job()
         raise TrialPreempted(",".join(self.handler.received), self.handler.requeue)
+
+
+def _job_returns(environ: tp.Mapping[str, str] | None = None) -> bool:
+    """After a SIGTERM alone: will Slurm run this job again (preempted or requeued)?
+
+    ``scancel`` and a walltime without requeue also send SIGTERM; then nobody will resume the
+    trial, so it is retried at once instead of waiting ``suspend_grace_s``. Slurm counts a
+    requeue in the job's ``Restarts`` before it signals the job, so a count above this run's
+    ``SLURM_RESTART_COUNT`` means the job comes back. Unknown answers count as returning (the
+    reaper is the safety net).
+    """
+    env = os.environ if environ is None else environ
+    try:
+        out = subprocess.run(["scontrol", "show", "job", "-o", env["SLURM_JOB_ID"]], capture_output=True,
+                             text=True, timeout=10).stdout
+    except (OSError, KeyError, subprocess.SubprocessError):
+        return True
+    fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
+    if fields.get("JobState", "").startswith(("PREEMPTED", "REQUEUE", "PENDING")):
+        return True
+    try:
+        return int(fields["Restarts"]) > int(env.get("SLURM_RESTART_COUNT") or 0)
+    except (KeyError, ValueError):
+        return True
 
 
 def _setup_worker(worker: tp.Any) -> None:

@@ -13,6 +13,7 @@ import functools
 import gc
 import logging
 import math
+import sys
 import time
 import traceback
 import typing as tp
@@ -249,8 +250,7 @@ def _jsonable(v: tp.Any) -> tp.Any:
 def _release_gpu_memory() -> None:
     """Free the finished trial's GPU memory for the next one (a no-op without CUDA, where a full
     ``gc.collect`` would only cost time)."""
-    import torch
-
-    if torch.cuda.is_available():
+    torch = sys.modules.get("torch")  # a trainable that never imported torch holds no GPU memory
+    if torch is not None and torch.cuda.is_available():
         gc.collect()
         torch.cuda.empty_cache()

@@ -25,6 +25,7 @@ import inspect
 import logging
 import os
 import typing as tp
+import warnings
 from pathlib import Path
 
 import optuna
@@ -385,7 +386,9 @@ def create_or_load_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage,
         raise StudyConfigError(f"{cfg.path}: direction(s): the stored study {cfg.name!r} has {have}, the file says {cfg.directions}")
     if "metrics" not in study.user_attrs:
         study.set_user_attr("metrics", cfg.metrics)
-        study.set_metric_names(cfg.metrics)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(cfg.metrics)
     return study
 
 

@@ -208,6 +208,10 @@ class Observed:
     exposure_source: str
     background_subtracted: bool
 
+    def take(self, rows: np.ndarray) -> Observed:
+        """The spectra ``rows`` only."""
+        return dataclasses.replace(self, counts=self.counts[rows], exposure=self.exposure[rows])
+
 
 def observed(ds: SpectrumDataset, physics: Physics) -> Observed:
     """Counts per bin ``spectrum * width * detectors * exposure`` for every spectrum of ``ds``."""

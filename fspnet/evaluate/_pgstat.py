@@ -10,8 +10,10 @@ over the background rate ``f`` (XSPEC manual, appendix "Statistics in XSPEC")::
     f = (-d + sqrt(d^2 + 4 t_b^2 (sigma^2 S - t_s sigma^2 m + t_b B m))) / (2 t_b^2)
     W = 2 [t_s (m + f) - S ln(t_s (m + f)) + (B - t_b f)^2 / (2 sigma^2) - S (1 - ln S)]
 
-and for ``S = 0``: ``f = max(B / t_b - sigma^2 t_s / t_b^2, 0)`` with
-``W = 2 [t_s (m + f) + (B - t_b f)^2 / (2 sigma^2)]``. Without a background it is the Cash
+and for ``S = 0``: ``f = B / t_b - sigma^2 t_s / t_b^2``, i.e.
+``W = 2 [t_s m + B t_s / t_b - sigma^2 t_s^2 / (2 t_b^2)]``. As in XSPEC, ``f`` is not
+constrained to be positive (the background is Gaussian): where the model exceeds the data
+the profiled background rate may be negative. Without a background it is the Cash
 statistic ``2 [t_s m - S ln(t_s m) - S (1 - ln S)]``. The reduced statistic divides by the
 number of bins in the band (0.3-10 keV) minus the number of free parameters.
 """
@@ -29,7 +31,7 @@ def _profile(m: torch.Tensor, s: torch.Tensor, b: torch.Tensor, sigma2: torch.Te
     d = ts * sigma2 - tb * b + tb**2 * m
     disc = d**2 + 4 * tb**2 * (sigma2 * s - ts * sigma2 * m + tb * b * m)
     f = (-d + torch.sqrt(torch.clamp(disc, min=0.0))) / (2 * tb**2)
-    f_zero = torch.clamp(b / tb - sigma2 * ts / tb**2, min=0.0)
+    f_zero = b / tb - sigma2 * ts / tb**2
     return torch.where(s > 0, f, f_zero)
 
 

@@ -259,8 +259,8 @@ def _validate(source: str, config: dict[str, tp.Any]) -> tuple[dict, list[dict]]
         elif key == "description":
             net[key] = value
         else:
-            valid = ", ".join(sorted([*_NET_KEYS, *_SPECS]))
-            errors.append(f"net: unknown key '{key}'; valid keys: {valid}")
+            errors.append(f"net: unknown key '{key}'; valid keys: {', '.join(sorted(_NET_KEYS))}, "
+                          "or a layer type holding defaults for that type")
     layers_in = config.get("layers")
     layers: list[dict] = []
     if not isinstance(layers_in, list):
@@ -272,7 +272,7 @@ def _validate(source: str, config: dict[str, tp.Any]) -> tuple[dict, list[dict]]
             errors.append(f"layers[{i}]: expected an object with a 'type' key, but got {layer!r}")
             continue
         kind = layer["type"]
-        if kind not in _SPECS:
+        if not isinstance(kind, str) or kind not in _SPECS:
             errors.append(f"layers[{i}]: unknown type {kind!r}; known types: "
                           + ", ".join(LAYER_TYPES))
             continue

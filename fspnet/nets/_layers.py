@@ -47,8 +47,9 @@ class Recurrent(nn.Module):
     """GRU over the length axis of [N, C, L]; returns [N, H', L].
 
     ``bidirectional`` is ``None`` (one direction), ``"sum"``, ``"mean"`` or ``"concatenate"``
-    (H' = 2H). On a CPU with hidden size 1 the fused fast path of :mod:`fspnet.nets._gru` runs;
-    elsewhere ``torch.nn.GRU`` (cuDNN on CUDA). Both use the same weights.
+    (H' = 2H). On a CPU with hidden size 1 and float32/64 data, the fast path of
+    :mod:`fspnet.nets._gru` runs; elsewhere ``torch.nn.GRU`` (cuDNN on CUDA). Both use the
+    same weights and give the same results.
     """
 
     def __init__(self, gru: nn.GRU, bidirectional: str | None) -> None:
@@ -58,7 +59,8 @@ class Recurrent(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.transpose(1, 2)  # [N, L, C]
-        if x.device.type == "cpu" and self.gru.hidden_size == 1:
+        if (x.device.type == "cpu" and self.gru.hidden_size == 1
+                and x.dtype in (torch.float32, torch.float64)):
             x = scalar_gru(self.gru, x)
         else:
             x = self.gru(x.contiguous())[0]  # [N, L, D*H]

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from fspnet.physics._base import Component, Param
+from fspnet.physics._grid import _GridCache, _log_step
 
 __all__ = ["DiskBB", "EzDiskBB"]
 
@@ -118,48 +119,106 @@ def disk_q(kind: str, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.cache
-def _log_q_table(kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """ln Q at ln y = _LN_Y_MIN + k * _H_FINE, with its forward differences (numpy)."""
+def _coarse_table(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ln y, ln Q and d ln Q / d ln y on the coarse grid where Q is integrated exactly."""
     ln_y = np.arange(_LN_Y_MIN, _LN_Y_MAX + _H_COARSE / 2, _H_COARSE)
     q, phi = disk_q(kind, np.exp(ln_y))
-    tiny = q > 1e-300
-    lnq = np.log(np.where(tiny, q, 1e-300))
-    # d ln Q / d ln y = -y Phi / Q; cubic Hermite onto the fine grid (error ~h^4).
-    d = np.where(tiny, -np.exp(ln_y) * phi / np.where(tiny, q, 1.0), 0.0)
-    fine = np.arange(_LN_Y_MIN, ln_y[-1] + _H_FINE / 2, _H_FINE)
+    ok = q > 1e-300
+    lnq = np.log(np.where(ok, q, 1e-300))
+    # d ln Q / d ln y = -y Phi / Q (exact), used for cubic Hermite interpolation.
+    d = np.where(ok, -np.exp(ln_y) * phi / np.where(ok, q, 1.0), 0.0)
+    return ln_y, lnq, d
+
+
+@functools.cache
+def _log_q_table(kind: str, step: float = _H_FINE) -> np.ndarray:
+    """ln Q at ln y = _LN_Y_MIN + k * step (cubic Hermite from the exact coarse table).
+
+    The error of the Hermite step is ~h^4 |d^4 ln Q| (< 1e-9 where the flux matters);
+    the torch look-up then interpolates linearly on this fine grid.
+    """
+    ln_y, lnq, d = _coarse_table(kind)
+    fine = _LN_Y_MIN + step * np.arange(int(np.floor((ln_y[-1] - _LN_Y_MIN) / step)) + 1)
     k = np.clip(((fine - _LN_Y_MIN) / _H_COARSE).astype(np.int64), 0, len(ln_y) - 2)
     s = (fine - ln_y[k]) / _H_COARSE
     h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
     h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
     f = h00 * lnq[k] + h10 * _H_COARSE * d[k] + h01 * lnq[k + 1] + h11 * _H_COARSE * d[k + 1]
-    # Where Q underflows the table is meaningless; keep it decreasing and ~ -700.
-    f = np.where(fine > ln_y[tiny][-1], np.minimum.accumulate(np.minimum(f, -690.0)), f)
-    return f, np.diff(f)
+    # Where Q underflows (y > ~700) keep the table decreasing so the flux is 0 there.
+    top = ln_y[lnq > -690.0][-1]
+    f = np.where(fine > top, np.minimum.accumulate(np.minimum(f, -690.0)), f)
+    return f
 
 
-@functools.cache
-def _torch_table(kind: str, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    f, df = _log_q_table(kind)
-    return (
-        torch.from_numpy(f[:-1].copy()).to(device),
-        torch.from_numpy(df.copy()).to(device),
-    )
+def _padded_table(kind: str, step: float, n_edges: int) -> np.ndarray:
+    """The fine table padded so that any window of n_edges * K + 2 points stays inside."""
+    f = _log_q_table(kind, step)
+    pad = n_edges + 2
+    # Below the table Q is flat (the flux there is ~y^(1/3), negligible); above it keeps
+    # falling with its last slope (the flux underflows to 0).
+    left = np.full(pad, f[0])
+    right = f[-1] + (f[-1] - f[-2]) * np.arange(1, pad + 1)
+    return np.concatenate([left, f, right])
+
+
+class _DiskPlan:
+    """Per-grid precomputation of the disk look-up (cached by the grid's values)."""
+
+    def __init__(self, kind: str, edges: torch.Tensor) -> None:
+        self.device = edges.device
+        self.log_e = torch.log(edges)
+        delta = _log_step(edges)
+        n_edges = edges.numel()
+        if delta is not None and delta > 0:
+            # Log-uniform grid: with table step delta / K every edge of a spectrum sits at
+            # the same fraction between table points, so each spectrum needs two row
+            # copies of the table (one per neighbour) instead of a gather per edge.
+            self.k = max(1, int(math.ceil(delta / _H_FINE)))
+            self.step = delta / self.k
+            table = _padded_table(kind, self.step, n_edges * self.k)
+            self.pad = n_edges * self.k + 2
+            n_rows = (len(table) - 1) // self.k
+            phases = np.stack([table[p :: self.k][:n_rows] for p in range(self.k)])  # [K, R]
+            self.windows = torch.from_numpy(phases).to(self.device).unfold(1, n_edges, 1)
+            self.max_start = self.windows.shape[1] - 2
+            self.log_e0 = float(self.log_e[0])
+            self.uniform = True
+        else:
+            self.step = _H_FINE
+            self.table = torch.from_numpy(_log_q_table(kind, _H_FINE)).to(self.device)
+            self.slope = torch.diff(self.table)
+            self.uniform = False
+
+    def log_q(self, log_t: torch.Tensor) -> torch.Tensor:
+        """ln Q(E / T) at every edge [N, E+1] for ln T [N, 1]."""
+        if self.uniform:
+            u = (self.log_e0 - log_t - _LN_Y_MIN) / self.step + self.pad  # [N, 1]
+            u = u.clamp(0.0, float(self.max_start * self.k))
+            q = u.detach().floor()
+            frac = u - q
+            q = q.long()[:, 0]
+            a = self.windows[q % self.k, q // self.k]  # [N, E+1]
+            b = self.windows[(q + 1) % self.k, (q + 1) // self.k]
+            return a + frac * (b - a)
+        pos = ((self.log_e - log_t - _LN_Y_MIN) / self.step).clamp(0.0, self.table.numel() - 1.000001)
+        idx = pos.detach().floor().long()
+        return torch.take(self.table, idx) + (pos - idx) * torch.take(self.slope, idx)
+
+
+_PLANS = _GridCache()
 
 
 def disk_flux(
     kind: str, edges: torch.Tensor, temp_kev: torch.Tensor, norm: torch.Tensor
 ) -> torch.Tensor:
     """Bin-integrated photon flux [N, E] of a disk profile; ``temp_kev``/``norm`` [N, 1]."""
-    lnq0, dlnq = _torch_table(kind, str(edges.device))
-    ln_y = torch.log(edges) - torch.log(temp_kev)  # [N, E+1]
-    pos = ((ln_y - _LN_Y_MIN) / _H_FINE).clamp(0.0, lnq0.numel() - 1e-9)
-    idx = pos.detach().floor().long()
-    frac = pos - idx
-    lnq = torch.take(lnq0, idx) + frac * torch.take(dlnq, idx)  # [N, E+1]
+    plan = _PLANS.get(edges, kind, lambda: _DiskPlan(kind, edges))
+    log_t = torch.log(temp_kev)
+    lnq = plan.log_q(log_t)  # [N, E+1]
     lo, hi = lnq[:, :-1], lnq[:, 1:]
     # Q(y1) - Q(y2) = Q(y1) * (1 - Q(y2)/Q(y1)): no cancellation when y2 ~ y1.
-    diff = torch.exp(lo) * -torch.expm1(hi - lo)
-    return (norm * DISK_K) * temp_kev**3 * diff
+    scale = -(norm * DISK_K) * temp_kev**3  # [N, 1]
+    return torch.exp(lo) * torch.expm1(hi - lo) * scale
 
 
 class EzDiskBB(Component):

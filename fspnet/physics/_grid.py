@@ -70,3 +70,14 @@ class _GridCache:
 def _edges_key(edges: torch.Tensor) -> str:
     data = edges.detach().to("cpu", torch.float64).contiguous().numpy().tobytes()
     return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _log_step(edges: torch.Tensor) -> float | None:
+    """The common ln(e[j+1]/e[j]) of a log-uniform grid (to 1e-9), else None."""
+    steps = torch.diff(torch.log(edges.detach().to("cpu", torch.float64)))
+    if steps.numel() == 0:
+        return None
+    step = float(steps.mean())
+    if float((steps - step).abs().max()) <= 1e-9 * max(step, 1e-300):
+        return step
+    return None

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from fspnet.physics._base import Component, Convolution, Param
-from fspnet.physics._grid import _GridCache
+from fspnet.physics._grid import _GridCache, _log_step
 
 __all__ = ["Simpl", "SimplCutX"]
 
@@ -178,28 +178,56 @@ def rollover(energy_kev: np.ndarray, gamma: float, kte_kev: float = 100.0) -> np
     return (1 - w) * rows[k] + w * rows[k + 1]
 
 
-def _extended_grid(edges: torch.Tensor, kte_kev: float) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """(ln of edges extended to 60 kT_e [E'+1], rollover per bin [G, E'], gamma step)."""
+_TAIL_GAMMA_STEP = 0.002
 
-    def build() -> tuple[torch.Tensor, torch.Tensor, float]:
-        e = edges.detach().cpu().numpy()
-        top = 60.0 * kte_kev
-        if e[-1] < top:
-            n_ext = int(math.ceil(np.log(top / e[-1]) / 0.01))
-            ext = np.geomspace(e[-1], top, n_ext + 1)[1:]
-            e = np.concatenate([e, ext])
+
+class _CutPlan:
+    """Per-(grid, kT_e) precomputation for :class:`SimplCutX` (cached)."""
+
+    def __init__(self, edges: torch.Tensor, kte_kev: float) -> None:
+        e = edges.detach().cpu().numpy().astype(np.float64)
         g, log_x, c, _ = _rollover_table()
-        # Rollover of each bin: at the bin's geometric centre (c varies < 3 % per bin).
-        x = np.log(np.sqrt(e[:-1] * e[1:]) / kte_kev)
-        x = np.clip(x, log_x[0], None)
-        rows = np.array([np.interp(x, log_x, row, right=0.0) for row in c])  # [G, E']
-        return (
-            torch.from_numpy(np.log(e)).to(edges.device),
-            torch.from_numpy(rows).to(edges.device),
-            float(g[1] - g[0]),
-        )
+        self.g0, self.g_step, self.n_g = float(g[0]), float(g[1] - g[0]), len(g)
+        dev = edges.device
+        # Rollover of each bin at its geometric centre (c changes < 3 % across a bin).
+        x = np.clip(np.log(np.sqrt(e[:-1] * e[1:]) / kte_kev), log_x[0], None)
+        rows = np.array([np.interp(x, log_x, row, right=0.0) for row in c])  # [G, E]
+        self.c_rows = torch.from_numpy(rows).to(dev)
+        self.c_diff = torch.from_numpy(np.diff(rows, axis=0)).to(dev)  # [G-1, E]
+        self.ref = float(np.log(e[0]))
+        log_e = np.log(e)
+        self.log_lo = torch.from_numpy(log_e[:-1] - self.ref).to(dev)  # ln(e_j / e_0)
+        mid = 0.5 * (e[:-1] + e[1:])
+        step = _log_step(edges)
+        if step is not None:  # every bin has the same shape: per-spectrum scalars suffice
+            self.width = torch.tensor([step], dtype=torch.float64, device=dev)
+            self.mid_off = torch.tensor([np.log(mid[0] / e[0])], dtype=torch.float64, device=dev)
+        else:
+            self.width = torch.from_numpy(np.diff(log_e)).to(dev)  # ln(e_{j+1}/e_j)
+            self.mid_off = torch.from_numpy(np.log(mid / e[:-1])).to(dev)  # ln(m_j/e_j)
+        # Photons scattered above the grid still count in the normalisation:
+        # tail(G) = int_{e_max}^inf E^-G c(E; G) dE, tabulated finely in G (in units of
+        # e_0^(1-G), like every other integral here) and interpolated in ln.
+        top = max(60.0 * kte_kev, e[-1] * 1.5)
+        ext = np.geomspace(e[-1], top, int(np.ceil(np.log(top / e[-1]) / 2e-3)) + 1)
+        xe = np.clip(np.log(np.sqrt(ext[:-1] * ext[1:]) / kte_kev), log_x[0], None)
+        c_ext = np.array([np.interp(xe, log_x, row, right=0.0) for row in c])  # [G, X]
+        gam = np.arange(g[0], g[-1] + 1e-12, _TAIL_GAMMA_STEP)
+        pos = np.clip((gam - g[0]) / self.g_step, 0, len(g) - 1 - 1e-9)
+        k = pos.astype(int)
+        w = (pos - k)[:, None]
+        c_g = c_ext[k] * (1 - w) + c_ext[k + 1] * w  # [T, X]
+        s = 1.0 - gam[:, None]
+        lo, hi = np.log(ext[:-1]) - self.ref, np.log(ext[1:]) - self.ref
+        power = np.exp(s * lo) * np.expm1(s * (hi - lo)) / s
+        # Beyond the last point c is held at its last value (0 for the nthcomp table).
+        rest = c_g[:, -1] * np.exp(s[:, 0] * (np.log(top) - self.ref)) / (gam - 1.0)
+        tail = np.sum(c_g * power, axis=1) + rest
+        self.tail_g0 = float(gam[0])
+        self.log_tail = torch.from_numpy(np.log(np.maximum(tail, 1e-300))).to(dev)
 
-    return _CACHE.get(edges, ("rollover", kte_kev), build)
+
+_PLANS = _GridCache()
 
 
 class SimplCutX(Convolution):
@@ -257,28 +285,33 @@ class SimplCutX(Convolution):
             fsc: [N, 1] scattered fraction (0-1).
             kte_kev: electron temperature, keV.
         """
-        n_bins = flux.shape[1]
-        log_e, c_rows, g_step = _extended_grid(edges, kte_kev)  # [E'+1], [G, E']
-        g0 = float(_rollover_table()[0][0])
-        # Rollover per spectrum: linear in gamma between table rows.
-        pos = ((gamma - g0) / g_step).clamp(0.0, c_rows.shape[0] - 1 - 1e-9)  # [N, 1]
-        k = pos.detach().floor().long()
+        plan = _PLANS.get(edges, ("simplcutx", kte_kev), lambda: _CutPlan(edges, kte_kev))
+        # Rollover per spectrum, linear in gamma between table rows.
+        pos = ((gamma - plan.g0) / plan.g_step).clamp(0.0, plan.n_g - 1 - 1e-9)  # [N, 1]
+        k = pos.detach().floor()
         w = pos - k
-        c = c_rows[k[:, 0]] * (1 - w) + c_rows[k[:, 0] + 1] * w  # [N, E']
-        ref = log_e[0]
-        # W_j = int_bin E^-G c dE on the extended grid; I(e_j) = sum_{k >= j} W_k.
-        big_w = c * _power_integral(log_e[:-1] - ref, log_e[1:] - ref, -gamma)  # [N, E']
-        tail = torch.flip(torch.cumsum(torch.flip(big_w, [1]), dim=1), [1])  # I(e_j), j < E'
-        # I(m_i) = I(e_{i+1}) + c_i int_{m_i}^{e_{i+1}} E^-G dE for the model bins.
-        log_m = torch.log(0.5 * (torch.exp(log_e[:n_bins]) + torch.exp(log_e[1 : n_bins + 1])))
-        part = c[:, :n_bins] * _power_integral(log_m - ref, log_e[1 : n_bins + 1] - ref, -gamma)
-        tail = torch.cat([tail, torch.zeros_like(tail[:, :1])], dim=1)  # I(e_j), j <= E'
-        above = tail[:, 1 : n_bins + 1]  # I(e_{i+1})
-        i_m = above + part  # [N, E]
-        a = flux / i_m  # seed photons per unit normalisation
+        k = k.long()[:, 0]
+        c = torch.addcmul(plan.c_rows[k], plan.c_diff[k], w)  # [N, E]
+        # W_j = int_bin E^-G c dE = c_j e_j^(1-G) expm1((1-G) L_j) / (1-G), in e_0^(1-G).
+        s = 1.0 - gamma  # [N, 1], < 0 for gamma > 1
+        power = torch.exp(s * plan.log_lo)  # [N, E]   (e_j / e_0)^(1-G)
+        shape = torch.expm1(s * plan.width) / s  # [N, 1] (or [N, E] on a general grid)
+        big_w = c * power * shape
+        # Same bin, from the mid-point m_j up: int_{m_j}^{e_j+1} = W_j * ratio.
+        ratio = torch.exp(s * plan.mid_off) * torch.expm1(s * (plan.width - plan.mid_off)) / (s * shape)
+        part = big_w * ratio
+        # I(e_j+1) = sum_{k > j} W_k + tail; a reverse cumulative sum keeps small tails exact.
+        tpos = ((gamma - plan.tail_g0) / _TAIL_GAMMA_STEP).clamp(0.0, plan.log_tail.numel() - 1.000001)
+        ti = tpos.detach().floor()
+        tf = tpos - ti
+        ti = ti.long()
+        log_tail = plan.log_tail[ti] * (1 - tf) + plan.log_tail[ti + 1] * tf  # [N, 1]
+        above = torch.flip(torch.cumsum(torch.flip(big_w, [1]), dim=1), [1]) - big_w
+        i_mid = above + torch.exp(log_tail) + part  # I(m_j) [N, E]
+        a = flux / i_mid
         carried = torch.cumsum(a, dim=1) - a  # sum over i < j
-        scattered = big_w[:, :n_bins] * carried + part * a
-        return (1.0 - fsc) * flux + fsc * scattered
+        scattered = big_w * carried + part * a
+        return flux + fsc * (scattered - flux)
 
     def __repr__(self) -> str:
         return f"SimplCutX({self.inner!r}, kte_kev={self.kte_kev})"

@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["xspec_available", "xspec_model", "xspec_version"]
+__all__ = ["xspec_abundance", "xspec_available", "xspec_model", "xspec_version"]
 
 _log = logging.getLogger(__name__)
 
 # XSPEC's C-interface names of the models this package reproduces or uses as references.
 _SYMBOLS = {
     "tbabs": "C_tbabs",
+    "tbvarabs": "C_tbvabs",
     "diskbb": "C_diskbb",
     "simpl": "C_simpl",
     "nthcomp": "C_nthcomp",
@@ -58,6 +59,15 @@ def _set_abundances(table: str) -> None:
         raise ValueError(f"XSPEC: abundance table {table!r} was refused (ierr={ierr.value})")
 
 
+def xspec_abundance(element: str, abundances: str = "wilm") -> float:
+    """Solar abundance (by number, relative to H) of ``element`` in XSPEC's table."""
+    lib = _libraries().lib_xs_functions
+    _set_abundances(abundances)
+    lib.FGABND.argtypes = [ctypes.c_char_p]
+    lib.FGABND.restype = ctypes.c_float
+    return float(lib.FGABND(element.encode("ascii")))
+
+
 def xspec_version() -> str:
     """The XSPEC model-library version bundled by ``xspectrampoline`` (e.g. ``"6.35.1"``)."""
     import xspectrampoline
@@ -83,7 +93,7 @@ def xspec_model(
     """Evaluate one XSPEC model on one energy grid.
 
     Args:
-        name: one of ``tbabs``, ``diskbb``, ``simpl``, ``nthcomp``, ``cutoffpl``, ``powerlaw``.
+        name: one of ``tbabs``, ``tbvarabs``, ``diskbb``, ``simpl``, ``nthcomp``, ``cutoffpl``, ``powerlaw``.
         edges_kev: bin edges [E+1] in keV, increasing.
         params: the model's parameters in XSPEC order (no norm for additive models: XSPEC's
             C interface returns the norm-1 spectrum).

@@ -18,8 +18,6 @@ import typing as tp
 from hpo._plugins import load_entry_points
 from hpo.errors import TrainableError
 from hpo.trainables._base import Callback, FunctionTrainable, Trainable, read_config_file
-from hpo.trainables._fspnet import FspnetTrainable
-from hpo.trainables._mlp import MLPTrainable, default_mlp_config, train_mlp
 
 __all__ = [
     "TRAINABLES",
@@ -34,8 +32,23 @@ __all__ = [
     "train_mlp",
 ]
 
-#: Registered trainables by name.
-TRAINABLES: dict[str, type[Trainable]] = {"fspnet": FspnetTrainable, "mlp": MLPTrainable}
+#: Registered trainables by name, as ``"module:Class"`` imported on first use (torch loads lazily).
+TRAINABLES: dict[str, str] = {"fspnet": "hpo.trainables._fspnet:FspnetTrainable", "mlp": "hpo.trainables._mlp:MLPTrainable"}
+_LAZY = {"FspnetTrainable": "hpo.trainables._fspnet", "MLPTrainable": "hpo.trainables._mlp",
+         "default_mlp_config": "hpo.trainables._mlp", "train_mlp": "hpo.trainables._mlp"}
+
+
+def __getattr__(name: str) -> tp.Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hpo.trainables' has no attribute {name!r}")
+
+
+def _load(target: tp.Any) -> tp.Any:
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    return target
 
 
 def get_trainable(spec: str | Trainable | tp.Callable[..., dict[str, tp.Any]]) -> Trainable:
@@ -52,7 +65,7 @@ def get_trainable(spec: str | Trainable | tp.Callable[..., dict[str, tp.Any]]) -
         raise TrainableError(f"trainable must be a name or 'module:function', but got {spec!r}")
     registry = {**load_entry_points("hpo.trainables"), **TRAINABLES}
     if spec in registry:
-        return registry[spec]()
+        return _load(registry[spec])()
     if ":" not in spec:
         raise TrainableError(f"unknown trainable {spec!r}; choose one of {', '.join(sorted(registry))} or give 'module:function'")
     module_name, _, attr = spec.partition(":")

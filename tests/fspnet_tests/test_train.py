@@ -6,16 +6,14 @@ import json
 import logging
 import threading
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from fspnet.config import load_config
+from fspnet.config import from_dict, load_config
 from fspnet.data import read_dataset_cached, write_dataset
 from fspnet.errors import ConfigError, DataError
 from fspnet.train import _ensure_dataset, main, read_hyperparams, train
-from fspnet.config import from_dict
 
 from .conftest import make_dataset
 
@@ -65,9 +63,27 @@ def test_encoder_trains_through_the_frozen_decoder(decoder_run, base_overrides, 
     assert loss["val_loss"] == pytest.approx(loss["val_recon_loss"] + 0.01 * loss["val_latent_loss"], rel=1e-5)
 
 
-def test_encoder_needs_a_decoder_run(base_overrides, tmp_path, decoder_run):
+def test_encoder_data_must_fit_the_decoder(base_overrides, tmp_path, decoder_run):
     with pytest.raises(DataError, match=r"not a run directory; run.json is missing"):
         train(_config(base_overrides, tmp_path, stage="encoder", **{"encoder.decoder_run": str(tmp_path)}))
+    write_dataset(tmp_path / "short.h5", make_dataset(20, n_bins=100))
+    encoder = {"encoder.decoder_run": str(decoder_run), "data.path": str(tmp_path / "short.h5")}
+    with pytest.raises(DataError, match=r"short\.h5: spectra have 100 bins, but the decoder in .* makes 240"):
+        train(_config(base_overrides, tmp_path, stage="encoder", **encoder))
+    with pytest.raises(ConfigError, match=r"encoder\.decoder_run: .* is not a decoder run \(its run.json says stage 'encoder'\)"):
+        train(_config(base_overrides, tmp_path, "x", stage="encoder", **{"encoder.decoder_run": str(_encoder(base_overrides, tmp_path, decoder_run))}))
+
+
+def _encoder(base, tmp_path, decoder_run):
+    train(_config(base, tmp_path, "enc", stage="encoder", **{"encoder.decoder_run": str(decoder_run), "training.epochs": 1}))
+    return tmp_path / "enc"
+
+
+def test_encoder_on_spectra_without_params(base_overrides, tmp_path, decoder_run):
+    write_dataset(tmp_path / "real.h5", make_dataset(40, with_params=False))
+    result = train(_config(base_overrides, tmp_path, stage="encoder", **{
+        "encoder.decoder_run": str(decoder_run), "data.path": str(tmp_path / "real.h5"), "training.epochs": 2}))
+    assert "val_latent_loss" not in result["metrics"] and result["metrics"]["val_recon_loss"] > 0
 
 
 def test_resume_continues_exactly(base_overrides, tmp_path):
@@ -154,7 +170,7 @@ def test_bad_inputs(base_overrides, tmp_path):
 
 
 @pytest.mark.slow
-def test_generate_once_under_concurrency(tmp_path):
+def test_generate_once_under_concurrency(tmp_path, caplog):
     path = tmp_path / "gen" / "synthetic.h5"
     cfg = from_dict({"data": {"path": str(path), "generate": {"n": 16, "seed": 1}}, "training": {"progress": False}})
     results, errors = [], []
@@ -166,14 +182,28 @@ def test_generate_once_under_concurrency(tmp_path):
             errors.append(e)
 
     threads = [threading.Thread(target=worker) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with caplog.at_level(logging.INFO, logger="fspnet.train"):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     assert not errors and results == [path] * 3
+    assert caplog.text.count("making 16 spectra with fspnet.synthesize") == 1
     ds = read_dataset_cached(path)
     assert ds.spectra.shape[0] == 16 and ds.params is not None
     assert not [p for p in path.parent.iterdir() if p.suffix == ".tmp"]
+
+
+def test_provenance_names_slurm_ids_and_versions(monkeypatch):
+    from fspnet._provenance import collect_provenance
+
+    monkeypatch.setenv("SLURM_JOB_ID", "123")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "4")
+    prov = collect_provenance(seed=7, device="cpu", extra={"trial": 2})
+    assert prov["slurm"] == {"SLURM_JOB_ID": "123", "SLURM_ARRAY_TASK_ID": "4"}
+    assert prov["seed"] == 7 and prov["trial"] == 2
+    assert prov["packages"]["torch"] is not None and prov["python"].startswith("3.")
+    assert set(prov["git"]) == {"commit", "dirty"} and "cuda_available" in prov["gpu"]
 
 
 def test_cli_and_hyperparams(base_overrides, tmp_path, capsys):
@@ -195,13 +225,16 @@ def test_cli_and_hyperparams(base_overrides, tmp_path, capsys):
     assert "training.epoch: unknown key" in capsys.readouterr().err
 
 
-def test_read_hyperparams(tmp_path):
+def test_read_hyperparams(tmp_path, caplog):
     p = tmp_path / "hp.json"
     p.write_text(json.dumps({"training.learning_rate": 1e-3}))
     assert read_hyperparams(p) == {"training.learning_rate": 1e-3}
-    p.write_text(json.dumps({"params": {"lr": 1e-3, "w": 3}, "paths": {"lr": "training.learning_rate"}}))
-    with pytest.raises(ConfigError, match=r"params \['w'\] have no entry in 'paths'"):
-        read_hyperparams(p)
+    p.write_text(json.dumps({"params": {"lr": 1e-3, "w": 3}, "paths": {"lr": "training.learning_rate"}, "value": 0.1}))
+    with caplog.at_level(logging.WARNING, logger="fspnet.train"):
+        assert read_hyperparams(p) == {"training.learning_rate": 1e-3}
+    assert "params ['w'] have no config path in 'paths'; ignoring them" in caplog.text
+    with pytest.raises(ConfigError, match=r"hyperparameter file not found"):
+        read_hyperparams(tmp_path / "none.json")
     p.write_text("[1]")
     with pytest.raises(ConfigError, match=r"expected a mapping of dotted config paths"):
         read_hyperparams(p)

@@ -21,8 +21,9 @@ def states(study):
     return [t.state for t in study.get_trials(deepcopy=False)]
 
 
+@pytest.mark.slow
 def test_hyperband_prunes_and_trials_record_everything(write_study):
-    path = write_study(sampler={"name": "RandomSampler"})
+    path = write_study(sampler={"name": "RandomSampler", "configs": {"seed": 0}})
     summary = run_study(path, 14, progress=False, collate=False)
     cfg = load_study_config(path)
     study = open_study(cfg)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -109,11 +111,13 @@ def test_sigkill_of_a_worker_retries_its_trial_with_the_same_params(slurm_cluste
                              config={"epochs": 40, "epoch_s": 0.5})
     job = _sbatch(study_file, tmp_path, n_trials=1, env=FAST)
     wait_for(lambda: any(HEARTBEAT_KEY in t.system_attrs for t in trials_or_empty(study_file)), 90, "a heartbeat")
-    subprocess.run(["scancel", "--signal=KILL", job], check=True)
+    (start,) = wait_for(lambda: _jsonl(trial_dir(study_file, 0) / "workers.jsonl"), 30, "the worker's pid")
+    os.kill(start["pid"], signal.SIGKILL)  # the worker process itself, mid-trial: no handler runs
     wait_for(lambda: squeue_empty(job), 60, f"killed job {job}")
-    # A fresh worker finds the dead trial, fails it and runs its params again.
-    short = write_study(tmp_path, storage=f"journal:{tmp_path}/study.journal", name=yaml.safe_load(
-        study_file.read_text())["name"] + "", config={"epochs": 2, "epoch_s": 0.1})
+    time.sleep(float(FAST["HPO_GRACE_S"]))  # let its heartbeat go stale
+    # A fresh worker finds the dead trial, fails it and runs its params again (shorter epochs).
+    short = write_study(tmp_path, storage=f"journal:{tmp_path}/study.journal",
+                        name=yaml.safe_load(study_file.read_text())["name"], config={"epochs": 2, "epoch_s": 0.1})
     job2 = _sbatch(short, tmp_path, n_trials=1, env=FAST)
     wait_for(lambda: squeue_empty(job2), 120, f"job {job2}")
     study = load(study_file)
@@ -167,3 +171,15 @@ def test_walltime_signal_to_sbatch_job_resumes_the_same_trial(slurm_cluster, tmp
     wait_for(lambda: squeue_empty(job), 180, f"requeued job {job}")
     _check_resumed(study_file, run_dir, tmp_path)
     assert "restart 1" in _logs(tmp_path)
+
+
+def test_scancel_fails_and_retries_the_trial_at_once(slurm_cluster, tmp_path):
+    """A cancelled job will not come back: its checkpointed trial is retried, not held."""
+    study_file = write_study(tmp_path, storage=f"journal:{tmp_path}/study.journal", config={"epochs": 40, "epoch_s": 0.5})
+    job = _sbatch(study_file, tmp_path, n_trials=1)
+    _wait_for_epochs(study_file, 1)
+    subprocess.run(["scancel", job], check=True)
+    wait_for(lambda: squeue_empty(job), 60, f"cancelled job {job}")
+    first, retry = wait_for(lambda: len(trials_or_empty(study_file)) == 2 and trials_or_empty(study_file), 30, "the retry")
+    assert first.state == TrialState.FAIL and "SIGTERM" in first.system_attrs[REAPED_KEY]["reason"]
+    assert retry.state == TrialState.WAITING and retry.system_attrs["fixed_params"] == first.params

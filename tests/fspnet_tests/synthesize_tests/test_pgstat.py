@@ -11,13 +11,13 @@ from fspnet.evaluate import pgstat, pgstat_gradient, reduced_pgstat
 
 
 def _brute(m, s, b, sigma, ts, tb):
-    """-2 ln L minimised over the background rate f >= 0 numerically (one bin)."""
+    """-2 ln L minimised numerically over the background rate f (one bin; unconstrained as XSPEC)."""
 
     def w(f):
         mu = ts * (m + f)
         return 2 * (mu - s * np.log(mu) + (b - tb * f) ** 2 / (2 * sigma**2) - s + (s * np.log(s) if s > 0 else 0.0))
 
-    res = minimize_scalar(w, bounds=(1e-12, 10 * (b + s + 10) / min(ts, tb)), method="bounded", options={"xatol": 1e-12})
+    res = minimize_scalar(w, bounds=(-m + 1e-9, 10 * (b + s + 10) / min(ts, tb)), method="bounded", options={"xatol": 1e-12})
     return res.fun
 
 

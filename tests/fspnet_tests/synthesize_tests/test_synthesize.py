@@ -140,3 +140,13 @@ def test_cli(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     assert main(["--n", "3", "--out", str(out), "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_workers_do_not_change_the_output():
+    cfg = {"seed": 11, "chunk_size": 64}
+    one = Synthesizer(cfg).run(150, progress=False)
+    two = Synthesizer(cfg).run(150, progress=False, workers=2)
+    np.testing.assert_array_equal(one.spectra, two.spectra)
+    np.testing.assert_array_equal(one.params, two.params)
+    assert one.source == two.source

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from hpo.errors import TrainableError
+from hpo.testing import check_storage, check_trainable, linear_regression
+from hpo.trainables import MLPTrainable, default_mlp_config, get_trainable, train_mlp
+from hpo.trainables._mlp import make_example_data
+
+
+def test_linear_regression_meets_the_trainable_contract(tmp_path):
+    check_trainable("hpo.testing:linear_regression", {"epochs": 6}, tmp_path)
+
+
+def _mlp_config(tmp_path, **training):
+    cfg = default_mlp_config()
+    cfg["data"].update(path=str(tmp_path / "data.npz"), generate=300)
+    cfg["model"].update(layers=1, width=16)
+    cfg["training"].update({"stages": 2, "epochs_per_stage": 2, "batch_size": 64, "plots": False, **training})
+    cfg["device"] = "cpu"
+    return cfg
+
+
+def test_mlp_meets_the_trainable_contract(tmp_path):
+    check_trainable("mlp", _mlp_config(tmp_path, fine_tune_worst=20, fine_tune_epochs=2), tmp_path / "runs", stop_after=3)
+
+
+def test_mlp_stages_divide_lr_by_ten_and_fine_tune_on_worst_samples(tmp_path):
+    seen = []
+    cfg = _mlp_config(tmp_path, fine_tune_worst=20, fine_tune_epochs=2, plots=True)
+    cfg["run_dir"] = str(tmp_path / "run")
+    result = train_mlp(cfg, lambda epoch, m: seen.append((epoch, m["lr"], m["stage"])))
+    assert [s[0] for s in seen] == list(range(6)) and result["epochs"] == 6
+    assert [s[1] for s in seen] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5])
+    assert [s[2] for s in seen] == [0, 0, 1, 1, 2, 2]  # stage 2 = fine-tuning
+    for name in ("config.json", "transforms.json", "metrics.csv", "best.safetensors", "last.pt", "loss_curve.png", "reconstruction.png"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert result["metrics"]["val_loss"] <= result["metrics"]["final_val_loss"]
+
+
+def test_mlp_reads_hdf5_and_reports_bad_keys(tmp_path):
+    make_example_data(tmp_path / "d.npz", n=120)
+    with np.load(tmp_path / "d.npz") as f, h5py.File(tmp_path / "d.h5", "w") as h:
+        h["params"], h["spectra"] = f["x"], f["y"]
+    cfg = _mlp_config(tmp_path)
+    cfg["data"].update(path=str(tmp_path / "d.h5"), inputs="params", outputs="spectra", generate=None)
+    cfg["run_dir"] = str(tmp_path / "run")
+    assert np.isfinite(train_mlp(cfg)["metrics"]["val_loss"])
+    cfg["data"]["outputs"] = "spectrum"
+    with pytest.raises(TrainableError, match=r"d.h5: data.outputs: no array 'spectrum'; the file has params, spectra"):
+        train_mlp(cfg)
+
+
+def test_mlp_config_errors_name_the_key():
+    with pytest.raises(TrainableError) as info:
+        MLPTrainable().load_config({"model": {"widht": 3, "activation": "swish"}, "optimiser": {}}, None)
+    msg = str(info.value)
+    assert "optimiser: unknown key" in msg and "model.widht: unknown key; valid keys are layers, width" in msg
+    assert "model.activation: unknown 'swish'; choose one of relu" in msg
+
+
+@pytest.mark.slow
+def test_fspnet_meets_the_trainable_contract(tmp_path):
+    from fspnet.data import SpectrumDataset, write_dataset
+
+    rng = np.random.default_rng(0)
+    n, c = 160, 240
+    p = rng.uniform(0, 1, (n, 5))
+    e = np.linspace(0.3, 10, c)
+    spectra = (np.exp(-np.outer(p[:, 0] + 0.5, e) / 5) * (1 + p[:, 1:2])).astype(np.float32)
+    write_dataset(tmp_path / "d.h5", SpectrumDataset(spectra, e, np.full(c, 0.04), params=p, param_names=list("abcde")))
+    t = get_trainable("fspnet")
+    cfg = t.load_config({"data": {"path": str(tmp_path / "d.h5"), "generate": None},
+                         "training": {"epochs": 4, "batch_size": 32, "plots": False, "device": "cpu"},
+                         "decoder": {"architecture": {"width": 16, "gru": False, "residual_layers": 0}}}, None)
+    check_trainable(t, cfg, tmp_path / "runs", stop_after=2)
+
+
+def test_get_trainable():
+    assert get_trainable("mlp").name == "mlp"
+    assert get_trainable(linear_regression).train({"epochs": 1, "run_dir": None})["epochs"] == 1
+    with pytest.raises(TrainableError, match=r"unknown trainable 'mpl'; choose one of fspnet, mlp or give 'module:function'"):
+        get_trainable("mpl")
+    with pytest.raises(TrainableError, match=r"module 'hpo.testing' has no attribute 'nope'"):
+        get_trainable("hpo.testing:nope")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_storages_meet_the_storage_contract(tmp_path, kind):
+    url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else f"journal:{tmp_path / 's.log'}"
+    check_storage(url, n_threads=3, trials_per_thread=2)
