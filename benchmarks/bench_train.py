@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
 
-import torch
-from torch.nn import functional as F
+# Idle OpenMP threads sleep instead of spinning. On a CPU shared with other jobs a spinning
+# thread waits for a partner that is not scheduled: 2 threads ran ~15x slower than 1 without it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from fspnet.nets import build_network, decoder_config
-from fspnet.train import _optimizer, _train_epoch
-from fspnet.config import from_dict
+import torch  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from fspnet.config import from_dict  # noqa: E402
+from fspnet.nets import build_network, decoder_config  # noqa: E402
+from fspnet.train import _optimizer, _train_epoch  # noqa: E402
 
 
 def bench(n: int, batch_size: int, device: torch.device, threads: int) -> dict[str, float]:
@@ -46,11 +51,11 @@ def bench(n: int, batch_size: int, device: torch.device, threads: int) -> dict[s
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     loss = _train_epoch(model, losses, x, p, batch_size, optimizer, None, shuffle, progress=False)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     out = {
         "device": str(device),
         "threads": threads,
@@ -58,8 +63,13 @@ def bench(n: int, batch_size: int, device: torch.device, threads: int) -> dict[s
         "batch_size": batch_size,
         "seconds": round(seconds, 2),
         "spectra_per_s": round(n / seconds, 1),
+        # CPU time of this process: on a machine shared with other jobs, wall time overstates the
+        # cost; n / cpu_seconds * threads approximates the throughput on an idle machine
+        "cpu_seconds": round(cpu_seconds, 2),
+        "spectra_per_cpu_s": round(n / cpu_seconds, 1),
         "loss": round(loss, 5),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # whole process so far
+        "load_average": round(os.getloadavg()[0], 1),
     }
     if device.type == "cuda":
         out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -76,11 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     n_weights = sum(p.numel() for p in build_network(decoder_config(), (5,)).parameters())
-    print(f"decoder: {n_weights} weights; torch {torch.__version__}; python {sys.version.split()[0]}")
+    print(
+        f"decoder: {n_weights} weights; torch {torch.__version__}; python {sys.version.split()[0]}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; load average {os.getloadavg()[0]:.1f}"
+    )
     for b in args.batch_sizes:
         r = bench(args.n, b, device, args.threads)
         print(json.dumps(r))
-        print(f"batch {b:5d}: {r['spectra_per_s']:9.1f} spectra/s  ({r['seconds']} s/epoch, peak RSS {r['peak_rss_mb']} MB)", flush=True)
+        summary = f"{r['spectra_per_s']:9.1f} spectra/s  ({r['seconds']} s/epoch, peak RSS {r['peak_rss_mb']} MB)"
+        print(f"batch {b:5d}: {summary}", flush=True)
     return 0
 
 

@@ -24,7 +24,9 @@ def _save(fig: tp.Any, path: str | os.PathLike[str]) -> None:
     plt.close(fig)
 
 
-def plot_loss_curve(history: tp.Sequence[tp.Mapping[str, float]], path: str | os.PathLike[str], best_epoch: int | None = None) -> None:
+def plot_loss_curve(
+    history: tp.Sequence[tp.Mapping[str, float]], path: str | os.PathLike[str], best_epoch: int | None = None
+) -> None:
     """Plot training and validation loss per epoch (log scale), stage boundaries and the best epoch.
 
     Args:

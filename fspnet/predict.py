@@ -3,6 +3,7 @@
 Command line::
 
     python -m fspnet.predict --run runs/encoder --data spectra.h5 --out predictions.csv
+    python -m fspnet.predict --pretrained --data spectra.h5 --out predictions.csv
 
 The CSV has one row per spectrum: its name (or its row index when the file has no names),
 then one column per parameter, inverted through the run's transforms to physical units.
@@ -62,7 +63,9 @@ def predict_dataset(run: Run, dataset: SpectrumDataset, device: str | torch.devi
     return names, predict(run, dataset.spectra, device)
 
 
-def write_predictions(path: str | os.PathLike[str], names: tp.Sequence[str], params: np.ndarray, param_names: tp.Sequence[str]) -> None:
+def write_predictions(
+    path: str | os.PathLike[str], names: tp.Sequence[str], params: np.ndarray, param_names: tp.Sequence[str]
+) -> None:
     """Write ``name,<param>...`` rows atomically."""
     columns = list(param_names) or [f"param_{i}" for i in range(params.shape[1])]
     buf = io.StringIO()
@@ -76,7 +79,9 @@ def write_predictions(path: str | os.PathLike[str], names: tp.Sequence[str], par
 def main(argv: tp.Sequence[str] | None = None) -> int:
     """``python -m fspnet.predict`` / ``fspnet-predict``."""
     parser = argparse.ArgumentParser(prog="fspnet-predict", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", required=True, help="encoder run directory (or a folder of shipped weights)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", help="encoder run directory (or a folder of shipped weights)")
+    which.add_argument("--pretrained", action="store_true", help="use the networks shipped with fspnet (fspnet.pretrained)")
     parser.add_argument("--data", required=True, help="HDF5 dataset of spectra")
     parser.add_argument("--out", default="predictions.csv", help="CSV to write")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:N)")
@@ -84,6 +89,10 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.pretrained:
+            from fspnet.pretrained import pretrained_dir
+
+            args.run = pretrained_dir()
         run = load_run(args.run, device=args.device)
         dataset = read_dataset(args.data)
         names, params = predict_dataset(run, dataset, args.device)

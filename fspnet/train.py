@@ -130,7 +130,9 @@ def train(config: tp.Mapping[str, tp.Any], callback: Callback | None = None) -> 
         split = make_split(rows, cfg.data.val_fraction, split_seed, n_total=len(ds))
         split.save(run_dir / "splits.json")
     if split.n_total != len(ds):
-        raise DataError(f"{run_dir / 'splits.json'}: split made for {split.n_total} spectra, but {cfg.data.path} has {len(ds)}")
+        raise DataError(
+            f"{run_dir / 'splits.json'}: split made for {split.n_total} spectra, but {cfg.data.path} has {len(ds)}"
+        )
     decoder = None
     if cfg.stage == "decoder":
         if ds.params is None:
@@ -144,15 +146,21 @@ def train(config: tp.Mapping[str, tp.Any], callback: Callback | None = None) -> 
     else:
         frozen = load_run(cfg.encoder.decoder_run, device=device)
         if frozen.stage != "decoder":
-            raise ConfigError(f"encoder.decoder_run: {frozen.path} is not a decoder run (its run.json says stage {frozen.stage!r})")
+            raise ConfigError(
+                f"encoder.decoder_run: {frozen.path} is not a decoder run (its run.json says stage {frozen.stage!r})"
+            )
         decoder, transforms = frozen.network, frozen.transforms
         _freeze(decoder)
         # the encoder's data must match the decoder's spectra and (where present) parameters
         n_out, n_in = math.prod(decoder.output_shape), frozen.input_shape[0]
         if ds.spectra.shape[1] != n_out:
-            raise DataError(f"{cfg.data.path}: spectra have {ds.spectra.shape[1]} bins, but the decoder in {frozen.path} makes {n_out}")
+            raise DataError(
+                f"{cfg.data.path}: spectra have {ds.spectra.shape[1]} bins, but the decoder in {frozen.path} makes {n_out}"
+            )
         if ds.params is not None and ds.params.shape[1] != n_in:
-            raise DataError(f"{cfg.data.path}: {ds.params.shape[1]} parameters, but the decoder in {frozen.path} takes {n_in}")
+            raise DataError(
+                f"{cfg.data.path}: {ds.params.shape[1]} parameters, but the decoder in {frozen.path} takes {n_in}"
+            )
     transforms.save(run_dir / "transforms.json")
     x_train, p_train = _tensors(ds, split.train, transforms, device)  # [N, C], [N, P] | None
     x_val, p_val = _tensors(ds, split.val, transforms, device)
@@ -297,7 +305,10 @@ def train(config: tp.Mapping[str, tp.Any], callback: Callback | None = None) -> 
         "final_train_loss": history[-1]["train_loss"] if history else math.nan,
         "final_val_loss": history[-1]["val_loss"] if history else math.nan,
     }
-    log.info("%s: stopped (%s) after %d epochs; best val %.4g at epoch %d", cfg.stage, stopped, state["epoch"], state["best_val_loss"], state["best_epoch"])
+    log.info(
+        "%s: stopped (%s) after %d epochs; best val %.4g at epoch %d",
+        cfg.stage, stopped, state["epoch"], state["best_val_loss"], state["best_epoch"],
+    )  # fmt: skip
     return {
         "metrics": summary,
         "best_epoch": int(state["best_epoch"]),
@@ -574,7 +585,9 @@ def _plot(
     recon = transforms.spectra.inverse(out.double()).cpu().numpy()
     names = [ds.names[i] for i in rows] if ds.names is not None else [f"row {i}" for i in rows]
     title = "decoder(params)" if cfg.stage == "decoder" else "decoder(encoder(spectrum))"
-    plot_reconstruction(np.asarray(ds.energy_centres), ds.spectra[rows], recon, run_dir / "reconstruction.png", names=names, title=title)
+    plot_reconstruction(
+        np.asarray(ds.energy_centres), ds.spectra[rows], recon, run_dir / "reconstruction.png", names=names, title=title
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -691,7 +704,10 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     parser.add_argument("--stage", choices=("decoder", "encoder"), help="network to train (overrides the config)")
     parser.add_argument("--run-dir", help="output folder (default: runs/<stage>)")
     parser.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a dotted config key (repeatable)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a dotted config key, e.g. training.learning_rate=1e-3 (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--hyperparams", help="JSON of dotted config keys to values (e.g. hpo's best_params.json)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)

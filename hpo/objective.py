@@ -13,6 +13,7 @@ import functools
 import gc
 import logging
 import math
+import os
 import sys
 import time
 import traceback
@@ -64,12 +65,14 @@ class TrialOutcome:
         values: one per objective (``None`` unless COMPLETE).
         result: the trainable's return value (empty on failure).
         error: the exception text of a failed trial.
+        traceback: its last frames.
     """
 
     state: TrialState
     values: list[float] | None = None
     result: dict[str, tp.Any] = dataclasses.field(default_factory=dict)
     error: str | None = None
+    traceback: str | None = None
 
 
 def trial_seed(base_seed: int, number: int) -> int:
@@ -80,21 +83,34 @@ def trial_seed(base_seed: int, number: int) -> int:
 @functools.lru_cache(maxsize=1)
 def _static_provenance() -> dict[str, tp.Any]:
     # Git and package versions cost subprocesses: collect once per process.
-    from fspnet._provenance import collect_provenance
+    import platform
+    import socket
 
-    return collect_provenance()
+    from fspnet._provenance import git_commit, package_versions
+
+    return {"git": git_commit(), "packages": package_versions(), "python": sys.version.split()[0],
+            "host": {"hostname": socket.gethostname(), "platform": platform.platform(), "pid": os.getpid()},
+            "argv": list(sys.argv)}
+
+
+def _gpu() -> dict[str, tp.Any]:
+    info: dict[str, tp.Any] = {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    torch = sys.modules.get("torch")  # not imported by the trainable: no GPU to describe, and no import cost
+    if torch is not None and torch.cuda.is_available():
+        info["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
 
 
 def provenance(seed: int) -> dict[str, tp.Any]:
-    """Provenance of a trial: seed, git commit, package versions, host, Slurm ids, GPU."""
+    """Provenance of a trial: seed, git commit, package versions, host, Slurm ids, GPU (the same
+    fields as :func:`fspnet._provenance.collect_provenance`)."""
     import datetime as dt
-    import os
 
     from fspnet._provenance import SLURM_VARIABLES
 
     prov = dict(_static_provenance())
     prov.update(seed=seed, time_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                slurm={k: os.environ[k] for k in SLURM_VARIABLES if k in os.environ})
+                slurm={k: os.environ[k] for k in SLURM_VARIABLES if k in os.environ}, gpu=_gpu())
     return prov
 
 
@@ -105,14 +121,17 @@ class Objective:
         cfg: the validated study.
         trainable: overrides the study's trainable (tests, notebooks).
         hooks: :class:`TrialHook` objects called around every trial.
+        worker: this worker's id, recorded with each trial.
 
     Example:
         >>> obj = Objective(load_study_config("studies/quickstart.yaml"))  # doctest: +SKIP
         >>> trial = study.ask(); outcome = obj.run(trial); study.tell(trial, outcome.values, outcome.state)
     """
 
-    def __init__(self, cfg: StudyConfig, trainable: Trainable | None = None, hooks: tp.Sequence[TrialHook] = ()) -> None:
+    def __init__(self, cfg: StudyConfig, trainable: Trainable | None = None, hooks: tp.Sequence[TrialHook] = (),
+                 worker: str = "") -> None:
         self.cfg = cfg
+        self.worker = worker
         self.trainable = trainable or cfg.get_trainable()
         self.hooks = list(hooks)
         base = cfg.base_config
@@ -161,12 +180,11 @@ class Objective:
         try:
             params = self.params_for(trial)
             config = self.config_for(params, run_dir=run_dir, seed=seed, resume=resume)
-            trial.set_user_attr("seed", seed)
             if resume:
                 trial.set_user_attr("resumed", int(trial.user_attrs.get("resumed", 0)) + 1)
             write_json(run_dir / "trial.json", {"study": cfg.name, "number": trial.number, "params": params,
                                                 "paths": {p.name: p.path for p in cfg.tune_params if p.name in params},
-                                                "seed": seed, "provenance": provenance(seed)})
+                                                "seed": seed})
             for hook in self.hooks:
                 hook.on_trial_start(trial, run_dir, resume)
             result = self.trainable.train(config, callback)
@@ -178,11 +196,8 @@ class Objective:
         except optuna.TrialPruned:
             outcome = TrialOutcome(TrialState.PRUNED)
         except Exception as e:  # a failing trial is recorded and the study goes on
-            tb = traceback.format_exc(limit=-8)
             _LOG.warning("trial %d failed: %s: %s", trial.number, type(e).__name__, e)
-            outcome = TrialOutcome(TrialState.FAIL, error=f"{type(e).__name__}: {e}")
-            trial.set_user_attr("error", outcome.error)
-            trial.set_user_attr("traceback", tb[-4000:])
+            outcome = TrialOutcome(TrialState.FAIL, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=-8)[-4000:])
         finally:
             _release_gpu_memory()
         self._record(trial, outcome, time.perf_counter() - t0)
@@ -209,27 +224,30 @@ class Objective:
         return TrialOutcome(TrialState.COMPLETE, values=values, result=result)
 
     def _record(self, trial: optuna.Trial, outcome: TrialOutcome, wall_s: float) -> None:
-        result = outcome.result
-        # Few attrs, each one storage write: the full provenance is in the run dir's trial.json.
-        prov = provenance(trial_seed(self.cfg.seed, trial.number))
+        # One user attr, so one storage write per trial; the full provenance is in trial.json.
+        seed = trial_seed(self.cfg.seed, trial.number)
+        prov = provenance(seed)
         run_dir = self.cfg.trial_dir(trial.number)
-        attrs: dict[str, tp.Any] = {
+        summary: dict[str, tp.Any] = {
+            "run_dir": str(run_dir),
+            "seed": seed,
+            "worker": self.worker,
             "wall_time_s": round(wall_s, 3),
             "provenance": {"host": prov["host"]["hostname"], "pid": prov["host"]["pid"], "git": prov["git"]["commit"],
                            "slurm": prov["slurm"], "gpu": prov["gpu"].get("devices") or prov["gpu"].get("cuda_visible_devices"),
                            "time_utc": prov["time_utc"]},
         }
-        summary = {"run_dir": str(run_dir)}
+        result = outcome.result
         if result:
             summary.update({k: _jsonable(result[k]) for k in ("epochs", "best_epoch", "stopped") if k in result})
             summary["metrics"] = {k: _jsonable(v) for k, v in (result.get("metrics") or {}).items()}
-        attrs["result"] = summary
-        if outcome.error and "error" not in trial.user_attrs:
-            attrs["error"] = outcome.error
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
+        if outcome.traceback:
+            summary["traceback"] = outcome.traceback
+        trial.set_user_attr("result", summary)
+        if outcome.error:
+            trial.set_user_attr("error", outcome.error)
         write_json(run_dir / "result.json", {"number": trial.number, "state": outcome.state.name, "values": outcome.values,
-                                             "error": outcome.error, **attrs})
+                                             "error": outcome.error, **summary, "provenance": prov})
 
 
 def _metric(metrics: dict[str, float], name: str) -> float:

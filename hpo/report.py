@@ -22,6 +22,7 @@ import logging
 import math
 import sys
 import typing as tp
+import warnings
 from pathlib import Path
 
 import optuna
@@ -84,7 +85,9 @@ def _figures(cfg: StudyConfig, study: optuna.Study) -> dict[str, tuple[tp.Any | 
     top: list[str] = []
     if len(complete) >= 2:
         try:
-            importances = optuna.importance.get_param_importances(study, target=target.get("target"))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                importances = optuna.importance.get_param_importances(study, target=target.get("target"))
             top = list(importances)[:3]
         except (ValueError, RuntimeError) as e:
             _LOG.info("no importances: %s", e)
@@ -94,7 +97,9 @@ def _figures(cfg: StudyConfig, study: optuna.Study) -> dict[str, tuple[tp.Any | 
             out[key] = (None, f"needs at least {need} completed trial(s); the study has {len(complete)}")
             return
         try:
-            out[key] = (make(), "")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Optuna's advisory warnings about importances
+                out[key] = (make(), "")
         except Exception as e:  # Optuna refuses some plots for some studies; say why
             out[key] = (None, f"not available: {e}")
 
@@ -133,7 +138,7 @@ def _trials_table(cfg: StudyConfig, trials: list[FrozenTrial]) -> str:
         duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
         result = t.user_attrs.get("result", {})
         cells = [t.number, t.state.name, *values, *(t.params.get(n) for n in names), result.get("epochs"),
-                 duration, t.user_attrs.get("worker", ""), t.user_attrs.get("error", "")]
+                 duration, result.get("worker", ""), t.user_attrs.get("error", "")]
         tds = "".join(f'<td data-v="{html.escape(_fmt(c))}">{html.escape(_fmt(c))}</td>' for c in cells)
         rows.append(f'<tr class="{t.state.name.lower()}">{tds}</tr>')
     ths = "".join(f"<th onclick=\"sortTable(this)\">{html.escape(h)}</th>" for h in head)

@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import hashlib
 import logging
+import math
 import os
 import socket
 import sys
@@ -121,7 +122,7 @@ class Worker:
         self.sampler_seed = worker_seed(cfg.seed, self.worker)
         self.storage = make_storage(storage if storage is not None else cfg.storage)
         self.study = create_or_load_study(cfg, self.storage, cfg.sampler_for(self.sampler_seed))
-        self.objective = Objective(cfg, hooks=hooks)
+        self.objective = Objective(cfg, hooks=hooks, worker=self.worker)
         self.hooks = self.objective.hooks
         self.trial_sources = list(trial_sources)
         self.progress = progress
@@ -153,7 +154,6 @@ class Worker:
     def run_trial(self, trial: optuna.Trial, resume: bool = False) -> TrialOutcome:
         """Train ``trial`` and tell the study its outcome."""
         self.current = trial
-        trial.set_user_attr("worker", self.worker)
         try:
             outcome = self.objective.run(trial, resume=resume)
         except BaseException as e:  # interrupted (Ctrl-C, SystemExit from a signal handler)
@@ -185,6 +185,7 @@ class Worker:
             raise HpoError("give --n-trials, --timeout or max_trials in the study file; otherwise the worker never stops")
         summary = RunSummary(self.cfg.name)
         t_end = None if timeout_s is None else time.monotonic() + timeout_s
+        last_best = -math.inf
         bar = tqdm(total=n_trials, desc=self.cfg.name, unit="trial", disable=not self.progress, file=sys.stderr)
         with bar, logging_redirect_tqdm():
             while n_trials is None or summary.n_trials < n_trials:
@@ -205,8 +206,12 @@ class Worker:
                 else:
                     summary.n_failed += 1
                 bar.update(1)
-                if self.progress:
+                if self.progress and time.monotonic() - last_best >= 5.0:
+                    # The study-wide best costs a query: refresh it every few seconds only.
                     bar.set_postfix_str(self._best_text(), refresh=True)
+                    last_best = time.monotonic()
+            if self.progress:
+                bar.set_postfix_str(self._best_text(), refresh=True)
         summary.best_value = self.best_value()
         return summary
 

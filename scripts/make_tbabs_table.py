@@ -129,7 +129,13 @@ def _find_edges(
         y_left, y_right = _log_sigma(fn(np.array([e_left, e_right])))
         if abs(y_right - y_left) > 1e-3:  # still a jump across 2e-8: a true edge
             edges.append((e_left, e_right, y_left, y_right))
-    return edges
+    # A jump that straddles two fine intervals is found twice: keep one.
+    unique: list[tuple[float, float, float, float]] = []
+    for edge in sorted(edges):
+        if unique and edge[0] <= unique[-1][1] * (1 + 1e-6):
+            continue
+        unique.append(edge)
+    return unique
 
 
 def _thin(x: np.ndarray, y: np.ndarray, rtol: float) -> np.ndarray:

@@ -34,7 +34,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from hpo.errors import HpoError, StudyConfigError
+from hpo.errors import HpoError
 from hpo.study import StudyConfig, load_study_config, mask_url
 from slurm._sbatch import check_slurm_options, make_sbatch, plan_arrays, submitit_parameters
 

@@ -1,8 +1,19 @@
-"""Evaluation: XSPEC's pgstat and the traditional (non-network) fit used as the baseline."""
+"""Evaluation: XSPEC's pgstat, the traditional (non-network) fit used as the baseline, and the
+report of ``python -m fspnet.evaluate`` (:func:`evaluate`)."""
 
 from __future__ import annotations
 
+from fspnet.evaluate._evaluate import EvaluateOptions, evaluate
 from fspnet.evaluate._fit import FitResult, fit_spectra, spectrum_to_counts
 from fspnet.evaluate._pgstat import pgstat, pgstat_gradient, reduced_pgstat
 
-__all__ = ["FitResult", "fit_spectra", "pgstat", "pgstat_gradient", "reduced_pgstat", "spectrum_to_counts"]
+__all__ = [
+    "EvaluateOptions",
+    "FitResult",
+    "evaluate",
+    "fit_spectra",
+    "pgstat",
+    "pgstat_gradient",
+    "reduced_pgstat",
+    "spectrum_to_counts",
+]

@@ -4,14 +4,16 @@ This is the accuracy and speed baseline for the networks (XSPEC's ``fit`` does t
 its own Levenberg-Marquardt, one spectrum at a time). Every spectrum is fitted independently
 but all of them advance together, as tensors:
 
-- parameters live in an unbounded space ``z``: ``p = low + sigmoid(z) (high - low)``, in
-  log10 for log parameters, so every step stays inside the bounds;
-- each iteration evaluates the model once, its Jacobian with respect to ``z`` by central
-  differences (``2 P`` more evaluations, batched), and takes a damped Gauss-Newton step with
+- parameters live in the unit box ``u``: ``p = low + u (high - low)``, in log10 for log
+  parameters; steps are projected onto the box and a parameter at a bound that the gradient
+  pushes outwards is held there (as XSPEC's hard limits), so every step stays inside;
+- each iteration evaluates the model once, its Jacobian with respect to ``u`` by central
+  differences (``2 P`` more evaluations, batched; one-sided at a bound), and takes a damped Gauss-Newton step with
   the Poisson Fisher information as curvature (the profiled background drops out of the
   gradient by the envelope theorem);
-- a spectrum stops when its statistic improves by less than ``tol`` or its damping grows
-  past 1e10; finished spectra drop out of the batch.
+- a spectrum stops when the Newton decrement ``g^T H^-1 g / 2`` (the decrease an undamped
+  step would still bring) is below ``tol``, or when no step improves it any more (damping
+  past 1e10); finished spectra drop out of the batch.
 
 Several starts per spectrum (the given ``init``, e.g. network predictions, plus the best of
 ``n_candidates`` random draws) are fitted together and the best result is kept.
@@ -66,7 +68,7 @@ def spectrum_to_counts(
 
 
 class _Transform:
-    """Physical parameters <-> unbounded z (sigmoid of the unit box, log10 where ``log``)."""
+    """Physical parameters <-> the unit box u in [0, 1]^P (log10 where ``log``)."""
 
     def __init__(self, low: np.ndarray, high: np.ndarray, log: np.ndarray) -> None:
         self.log = torch.as_tensor(log, dtype=torch.bool)
@@ -75,14 +77,13 @@ class _Transform:
         self.lo = torch.where(self.log, torch.log10(lo), lo)
         self.hi = torch.where(self.log, torch.log10(hi), hi)
 
-    def to_params(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.lo + torch.sigmoid(z) * (self.hi - self.lo)
+    def to_params(self, u: torch.Tensor) -> torch.Tensor:
+        x = self.lo + u * (self.hi - self.lo)
         return torch.where(self.log, 10.0**x, x)
 
-    def to_z(self, p: torch.Tensor) -> torch.Tensor:
+    def to_unit(self, p: torch.Tensor) -> torch.Tensor:
         x = torch.where(self.log, torch.log10(torch.clamp(p, min=1e-300)), p)
-        u = torch.clamp((x - self.lo) / (self.hi - self.lo), 1e-6, 1 - 1e-6)
-        return torch.log(u) - torch.log1p(-u)
+        return torch.clamp((x - self.lo) / (self.hi - self.lo), 0.0, 1.0)
 
 
 def fit_spectra(
@@ -95,9 +96,9 @@ def fit_spectra(
     background_exposure: np.ndarray | float | None = None,
     init: np.ndarray | None = None,
     bounds: np.ndarray | None = None,
-    n_starts: int = 1,
-    n_candidates: int = 32,
-    max_iter: int = 100,
+    n_starts: int = 5,
+    n_candidates: int = 64,
+    max_iter: int = 200,
     tol: float = 1e-3,
     band_kev: tuple[float, float] = (0.3, 10.0),
     seed: int = 0,
@@ -119,7 +120,7 @@ def fit_spectra(
             of ``n_candidates`` random draws by statistic.
         n_candidates: random parameter draws screened for the starts.
         max_iter: Levenberg-Marquardt iterations at most.
-        tol: stop when an accepted step improves the statistic by less than this.
+        tol: converged when the Newton decrement (expected further decrease) is below this.
         band_kev: bins whose centre lies in this band enter the statistic.
         seed: seed of the random starts.
         batch_size: spectra (times starts) fitted together; bounds the memory.
@@ -177,11 +178,11 @@ def fit_spectra(
     gen = torch.Generator().manual_seed(seed)
     starts: list[torch.Tensor] = []
     if init is not None:
-        starts.append(tr.to_z(torch.as_tensor(np.asarray(init), dtype=torch.float64)))
+        starts.append(tr.to_unit(torch.as_tensor(np.asarray(init), dtype=torch.float64)))
     if n_starts > 0 or init is None:
         k = max(n_starts, 1 if init is None else 0)
         cand = max(n_candidates, k)
-        zc = torch.logit(torch.rand(n, cand, p, generator=gen, dtype=torch.float64).clamp(1e-4, 1 - 1e-4))
+        zc = 0.05 + 0.9 * torch.rand(n, cand, p, generator=gen, dtype=torch.float64)  # interior of the box
         scores = torch.empty(n, cand, dtype=torch.float64)
         for j in range(cand):
             for lo in range(0, n, batch_size):
@@ -223,15 +224,16 @@ def _levenberg_marquardt(
     stat_of: tp.Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     max_iter: int,
     tol: float,
-    step: float = 1e-4,
+    step: float = 1e-5,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batched LM over rows of ``z`` [B, P]; ``owner`` [B] maps rows to spectra."""
+    """Batched, box-projected LM over rows of ``z`` [B, P] in [0, 1]; ``owner`` [B] maps rows to spectra."""
     b, p = z.shape
     z = z.clone()
     lam = torch.full((b,), 1e-3, dtype=torch.float64)
     stat = stat_of(rate_of(z), owner)[0]
     n_iter = torch.zeros(b, dtype=torch.int64)
     done = torch.zeros(b, dtype=torch.bool)
+    converged = torch.zeros(b, dtype=torch.bool)
     eye = torch.eye(p, dtype=torch.float64)
     for _ in range(max_iter):
         act = torch.nonzero(~done).flatten()
@@ -240,23 +242,34 @@ def _levenberg_marquardt(
         za, own = z[act], owner[act]
         rate = rate_of(za)  # [A, G]
         _, grad, fisher = stat_of(rate, own)
-        # Jacobian d rate / d z by central differences, all parameters in one batch.
-        shifts = torch.cat([za.unsqueeze(1) + step * eye, za.unsqueeze(1) - step * eye], dim=1)  # [A, 2P, P]
-        r = rate_of(shifts.reshape(-1, p)).reshape(len(act), 2 * p, -1)
-        jac = ((r[:, :p] - r[:, p:]) / (2 * step)).transpose(1, 2)  # [A, G, P]
+        # Jacobian d rate / d u by differences kept inside the box (one-sided at a bound).
+        up = (za.unsqueeze(1) + step * eye).clamp(0.0, 1.0)  # [A, P, P]
+        dn = (za.unsqueeze(1) - step * eye).clamp(0.0, 1.0)
+        r = rate_of(torch.cat([up, dn], dim=1).reshape(-1, p)).reshape(len(act), 2 * p, -1)
+        width = torch.diagonal(up - dn, dim1=1, dim2=2)  # [A, P]
+        jac = ((r[:, :p] - r[:, p:]) / width.unsqueeze(-1)).transpose(1, 2)  # [A, G, P]
         g = torch.einsum("agp,ag->ap", jac, grad)
         h = torch.einsum("agp,ag,agq->apq", jac, fisher, jac)
-        damp = lam[act, None, None] * torch.diag_embed(torch.diagonal(h, dim1=1, dim2=2) + 1e-12)
-        delta = torch.linalg.solve(h + damp + 1e-12 * eye, -g.unsqueeze(-1)).squeeze(-1)
-        delta = torch.nan_to_num(delta).clamp(-5.0, 5.0)
-        z_new = (za + delta).clamp(-30.0, 30.0)
+        # Parameters at a bound that the gradient pushes outwards are held there this step.
+        held = ((za <= 0.0) & (g > 0)) | ((za >= 1.0) & (g < 0))  # [A, P]
+        free = (~held).to(h.dtype)
+        g = g * free
+        h = h * free.unsqueeze(1) * free.unsqueeze(2) + torch.diag_embed(1.0 - free)
+        diag = torch.diagonal(h, dim1=1, dim2=2)
+        ridge = 1e-10 * diag.sum(dim=1).clamp(min=1e-30)[:, None, None] * eye
+        # Newton decrement g^T H^-1 g / 2: the decrease an undamped step would still bring.
+        newton = torch.linalg.solve(h + ridge, -g.unsqueeze(-1)).squeeze(-1)
+        decrement = torch.nan_to_num(-(g * newton).sum(dim=1) / 2, nan=math.inf)
+        at_min = decrement < tol
+        converged[act] = at_min
+        damp = lam[act, None, None] * torch.diag_embed(diag)
+        delta = torch.linalg.solve(h + damp + ridge, -g.unsqueeze(-1)).squeeze(-1)
+        z_new = (za + torch.nan_to_num(delta)).clamp(0.0, 1.0)
         s_new = stat_of(rate_of(z_new), own)[0]
-        better = torch.isfinite(s_new) & (s_new < stat[act])
-        gain = torch.where(better, stat[act] - s_new, torch.zeros_like(s_new))
+        better = torch.isfinite(s_new) & (s_new < stat[act]) & ~at_min
         z[act] = torch.where(better.unsqueeze(1), z_new, za)
         stat[act] = torch.where(better, s_new, stat[act])
-        lam[act] = torch.where(better, lam[act] / 10, lam[act] * 10).clamp(1e-12, 1e12)
-        n_iter[act] += 1
-        finished = (better & (gain < tol)) | (lam[act] >= 1e10)
-        done[act] = finished
-    return z, stat, n_iter, done
+        lam[act] = torch.where(better, lam[act] / 3, lam[act] * 4).clamp(1e-12, 1e12)
+        n_iter[act] += (~at_min).long()
+        done[act] = at_min | (lam[act] >= 1e10)  # converged, or no step improves any more
+    return z, stat, n_iter, converged

@@ -141,7 +141,7 @@ def plot_reconstructions(
 
     k = len(spectra)
     fig, axes = plt.subplots(
-        2, max(k, 1), figsize=(3.8 * max(k, 1), 5.0), sharex="col", squeeze=False,
+        2, max(k, 1), figsize=(max(3.8 * k, 7.0), 5.0), sharex="col", squeeze=False,
         gridspec_kw={"height_ratios": [3, 1.4], "hspace": 0.05, "wspace": 0.32, "left": 0.07, "right": 0.99, "bottom": 0.1, "top": 0.93},
     )  # fmt: skip
     for i in range(k):

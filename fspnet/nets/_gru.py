@@ -27,18 +27,19 @@ from scipy.special import expit
 from torch import Tensor
 
 
-def _linear_scan(coeff: Tensor, value: Tensor) -> Tensor:
-    """Solve ``y[t] = coeff[t] * y[t-1] + value[t]`` (``y[-1] = 0``) along the last dim.
+def _reverse_linear_scan(coeff: Tensor, value: Tensor) -> Tensor:
+    """Solve ``y[t] = value[t] + coeff[t] * y[t+1]`` (``y[T] = 0``) along dim 0.
 
-    Hillis-Steele scan: ceil(log2 T) vectorised steps, only products and sums (no division).
+    ``coeff`` has one row fewer than ``value`` (``coeff[t]`` links rows t and t+1).
+    Hillis-Steele scan: ceil(log2 T) vectorised steps of products and sums, no division.
     """
-    coeff = coeff.clone()
     value = value.clone()
-    steps = value.shape[-1]
+    steps = value.shape[0]
     shift = 1
     while shift < steps:
-        value[..., shift:] = torch.addcmul(value[..., shift:], coeff[..., shift:], value[..., :-shift])
-        coeff[..., shift:] = coeff[..., shift:] * coeff[..., :-shift]
+        # coeff[t] is now the product of the links from row t to row t + shift
+        value[:-shift] = torch.addcmul(value[:-shift], coeff, value[shift:])
+        coeff = coeff[: steps - 2 * shift] * coeff[shift:] if 2 * shift < steps else coeff
         shift *= 2
     return value
 
@@ -52,19 +53,19 @@ def _recurrence(gates: np.ndarray, w_rzm: np.ndarray, u_all: np.ndarray) -> None
     """
     tmp = np.empty_like(u_all[0])
     tmp3 = np.empty_like(gates[0, :3])
+    mul, add, sub = np.multiply, np.add, np.subtract
     u = u_all[0]
-    for t in range(gates.shape[0]):
-        g = gates[t]
-        rzm, rz, r, z, m, s = g[:3], g[:2], g[0], g[1], g[2], g[3]
-        np.multiply(w_rzm, u, out=tmp3)
-        np.add(rzm, tmp3, out=rzm)
+    views = [(g[:3], g[:2], g[0], g[1], g[2], g[3], u_next) for g, u_next in zip(gates, u_all[1:])]
+    for rzm, rz, r, z, m, s, u_next in views:
+        mul(w_rzm, u, out=tmp3)
+        add(rzm, tmp3, out=rzm)
         expit(rz, out=rz)
-        np.multiply(r, m, out=tmp)
-        np.add(s, tmp, out=s)
+        mul(r, m, out=tmp)
+        add(s, tmp, out=s)
         expit(s, out=s)
-        np.subtract(u, s, out=tmp)
-        np.multiply(z, tmp, out=tmp)
-        u = np.add(s, tmp, out=u_all[t + 1])  # u' = s + z (u - s)
+        sub(u, s, out=tmp)
+        mul(z, tmp, out=tmp)
+        u = add(s, tmp, out=u_next)  # u' = s + z (u - s)
 
 
 class _ScalarGRULayer(torch.autograd.Function):
@@ -101,7 +102,8 @@ class _ScalarGRULayer(torch.autograd.Function):
         u_all = x.new_full((steps + 1, n_dir, x.shape[0]), 0.5)  # [T+1, D, N]; h_0 = 0
         _recurrence(gates.numpy(), w_rzm.numpy(), u_all.numpy())
         hidden = u_all.mul_(2).sub_(1)  # [T+1, D, N]
-        gates = torch.stack([gates[:, 0], gates[:, 1], gates[:, 3].mul_(2).sub_(1)], dim=1)
+        gates[:, 2] = gates[:, 3].mul_(2).sub_(1)  # s -> n, in the m row
+        gates = gates[:, :3]  # [T, 3, D, N]: r, z, n
         ctx.save_for_backward(xs, w_ih, w_hh, b_hh, gates, hidden)
         out = hidden[1:].permute(2, 0, 1)  # [N, T, D]
         if n_dir == 2:
@@ -109,35 +111,37 @@ class _ScalarGRULayer(torch.autograd.Function):
         return out.contiguous()
 
     @staticmethod
-    def backward(ctx: tp.Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(  # type: ignore[override]
+        ctx: tp.Any, grad_out: Tensor
+    ) -> tuple[Tensor | None, ...]:
         xs, w_ih, w_hh, b_hh, gates, hidden = ctx.saved_tensors
         n_dir = w_ih.shape[0]
-        # everything below is [D, N, T] in each direction's own time order; gates: (r, z, n)
-        grad = grad_out.permute(2, 0, 1)
+        # everything below is [T, D, N] in each direction's own time order
+        grad = grad_out.permute(1, 2, 0)
         if n_dir == 2:
-            grad = torch.stack([grad[0], grad[1].flip(-1)])
-        r, z, n = gates.permute(1, 2, 3, 0)
-        h_prev = hidden[:-1].permute(1, 2, 0)
-        w_r, w_z, w_n = w_hh.T[..., None, None]  # each [D, 1, 1]
-        ghn = w_n * h_prev + b_hh[:, 2, None, None]  # W_hn h + b_hn
+            grad = torch.stack([grad[:, 0], grad[:, 1].flip(0)], dim=1)
+        r, z, n = gates.unbind(1)
+        h_prev = hidden[:-1]
+        w_r, w_z, w_n = w_hh.unbind(1)
+        w_r, w_z, w_n = w_r[:, None], w_z[:, None], w_n[:, None]  # [D, 1]
+        ghn = torch.addcmul(b_hh[:, 2, None], w_n, h_prev)  # W_hn h + b_hn
         # d h_t / d pre-activation of each gate, per unit upstream gradient
         e_n = (1 - z) * (1 - n * n)
         e_z = (h_prev - n) * z * (1 - z)
         e_r = e_n * ghn * r * (1 - r)
-        jac = z + e_z * w_z + e_r * w_r + e_n * r * w_n  # d h_t / d h_{t-1}
-        # adjoint: lam[t] = grad[t] + jac[t+1] * lam[t+1], solved backwards in time
-        jac_next = torch.cat([jac[..., 1:], torch.zeros_like(jac[..., :1])], dim=-1)
-        lam = _linear_scan(jac_next.flip(-1), grad.flip(-1)).flip(-1)
-        d_pre = torch.stack([lam * e_r, lam * e_z, lam * e_n], dim=-1)  # [D, N, T, 3]
+        # d h_t / d h_{t-1}, needed for t >= 1 only
+        jac = z[1:] + e_z[1:] * w_z + e_r[1:] * w_r + e_n[1:] * r[1:] * w_n
+        lam = _reverse_linear_scan(jac, grad)  # lam[t] = grad[t] + jac[t+1] lam[t+1]
+        d_pre = torch.stack([lam * e_r, lam * e_z, lam * e_n], dim=1)  # [T, 3, D, N]
         d_gh = d_pre.clone()
-        d_gh[..., 2] *= r
-        grad_w_hh = torch.einsum("dntg,dnt->dg", d_gh, h_prev)
-        grad_b_hh = d_gh.sum(dim=(1, 2))
-        grad_w_ih = torch.einsum("dntg,dnti->dgi", d_pre, xs)
-        grad_b_ih = d_pre.sum(dim=(1, 2))
+        d_gh[:, 2] *= r
+        grad_w_hh = torch.einsum("tgdn,tdn->dg", d_gh, h_prev)
+        grad_b_hh = d_gh.sum(dim=(0, 3)).T
+        grad_w_ih = torch.einsum("tgdn,dnti->dgi", d_pre, xs)
+        grad_b_ih = d_pre.sum(dim=(0, 3)).T
         grad_x = None
         if ctx.needs_input_grad[0]:
-            dxs = torch.einsum("dntg,dgi->dnti", d_pre, w_ih)
+            dxs = torch.einsum("tgdn,dgi->dnti", d_pre, w_ih)
             grad_x = dxs[0] + dxs[1].flip(1) if n_dir == 2 else dxs[0]
         return grad_x, grad_w_ih, grad_b_ih, grad_w_hh, grad_b_hh
 

@@ -291,9 +291,9 @@ class SimplCutX(Convolution):
         k = pos.detach().floor()
         w = pos - k
         k = k.long()[:, 0]
-        c = torch.addcmul(plan.c_rows[k], plan.c_diff[k], w)  # [N, E]
+        c = torch.addcmul(plan.c_rows.index_select(0, k), plan.c_diff.index_select(0, k), w)  # [N, E]
         # W_j = int_bin E^-G c dE = c_j e_j^(1-G) expm1((1-G) L_j) / (1-G), in e_0^(1-G).
-        s = 1.0 - gamma  # [N, 1], < 0 for gamma > 1
+        s = (1.0 - gamma).clamp(max=-1e-9)  # [N, 1]; the power law needs gamma > 1
         power = torch.exp(s * plan.log_lo)  # [N, E]   (e_j / e_0)^(1-G)
         shape = torch.expm1(s * plan.width) / s  # [N, 1] (or [N, E] on a general grid)
         big_w = c * power * shape

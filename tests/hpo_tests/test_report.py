@@ -35,6 +35,13 @@ def test_report_has_every_figure_and_best_params(write_study, capsys):
 
     assert read_hyperparams(cfg.study_dir / "best_params.json") == {"lr": best["params"]["lr"], "momentum": best["params"]["momentum"]}
 
+    import subprocess  # the study stays readable by Optuna's own CLI
+
+    cli = subprocess.run(["optuna", "best-trial", "--study-name", "tiny", "--storage", cfg.storage, "-f", "json"],
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["number"] == best["trial"]
+
     assert train_best_main(["--study", str(path), "--seeds", "2"]) == 0
     summary = json.loads((cfg.study_dir / "best" / "summary.json").read_text())
     assert [r["seed"] for r in summary["runs"]] == [0, 1] and summary["std"] >= 0

@@ -34,14 +34,16 @@ def test_hyperband_prunes_and_trials_record_everything(write_study):
     assert len(done.intermediate_values) == 9
     assert done.user_attrs["result"]["epochs"] == 9 and done.user_attrs["result"]["stopped"] == "max_epochs"
     assert done.value == pytest.approx(done.user_attrs["result"]["metrics"]["val_loss"])
-    assert done.user_attrs["seed"] == cfg.seed + done.number
-    assert done.user_attrs["wall_time_s"] > 0 and done.user_attrs["provenance"]["host"]
+    assert done.user_attrs["result"]["seed"] == cfg.seed + done.number
+    assert done.user_attrs["result"]["wall_time_s"] > 0 and done.user_attrs["result"]["provenance"]["host"]
     pruned = study.get_trials(states=(TrialState.PRUNED,))[0]
     assert pruned.user_attrs["result"]["stopped"] == "callback" and len(pruned.intermediate_values) < 9
     run_dir = cfg.trial_dir(done.number)
     trial_json = json.loads((run_dir / "trial.json").read_text())
     assert trial_json["params"] == done.params and trial_json["paths"] == {"lr": "lr", "momentum": "momentum"}
-    assert {"git", "packages", "host", "slurm", "gpu", "seed"} <= set(trial_json["provenance"])
+    result_json = json.loads((run_dir / "result.json").read_text())
+    assert {"git", "packages", "host", "slurm", "gpu", "seed"} <= set(result_json["provenance"])
+    assert result_json["state"] == "COMPLETE" and result_json["values"] == [done.value]
     assert (run_dir / "best.safetensors").is_file() and (run_dir / "metrics.json").is_file()
     assert study.metric_names == ["val_loss"]
 
@@ -58,7 +60,7 @@ def test_failed_trials_do_not_stop_the_study(write_study):
     assert 0 < len(failed) < 8 and summary.n_failed == len(failed)
     assert all(t.params["fail"] for t in failed)
     assert failed[0].user_attrs["error"] == "RuntimeError: linear_regression: failing at epoch 0 as configured"
-    assert "Traceback" in failed[0].user_attrs["traceback"]
+    assert "Traceback" in failed[0].user_attrs["result"]["traceback"]
 
 
 def test_resume_continues_numbering_on_journal_storage(write_study, tmp_path):
@@ -92,8 +94,11 @@ def test_quick_scan_limits_the_data(write_study):
     path = write_study(quick_scan=40)
     run_study(path, 1, progress=False, collate=False)
     cfg = load_study_config(path)
-    assert json.loads((cfg.trial_dir(0) / "trial.json").read_text())["number"] == 0
-    # linear_regression keeps a quarter for validation: 10 of the 40 samples
+    assert cfg.quick_scan == 40 and "quick_scan" not in cfg.raw.get("config", {})
+    from hpo.objective import Objective
+
+    assert Objective(cfg).base_config["quick_scan"] == 40  # the trainable's own subset knob
+    assert json.loads((cfg.trial_dir(0) / "result.json").read_text())["state"] == "COMPLETE"
 
 
 class _Recorder(TrialHook):
@@ -158,5 +163,5 @@ def test_two_concurrent_processes_share_one_study(write_study, tmp_path):
     study = open_study(load_study_config(path))
     numbers = [t.number for t in study.trials]
     assert sorted(numbers) == list(range(12)) and len(set(numbers)) == 12
-    assert len({t.user_attrs["worker"] for t in study.trials}) == 2
+    assert len({t.user_attrs["result"]["worker"] for t in study.trials}) == 2
     assert "database is locked" not in "".join(err for _, err in outs)

@@ -23,6 +23,7 @@ def _mlp_config(tmp_path, **training):
     return cfg
 
 
+@pytest.mark.slow
 def test_mlp_meets_the_trainable_contract(tmp_path):
     check_trainable("mlp", _mlp_config(tmp_path, fine_tune_worst=20, fine_tune_epochs=2), tmp_path / "runs", stop_after=3)
 

@@ -243,8 +243,8 @@ def test_every_key_error_is_reported_at_once():
     message = str(info.value)
     for part in ("unknown top-level key 'extra'",
                  "net.dropout_prob: must be a number in [0, 1), but got 2",
-                 "net: unknown key 'speed'; valid keys: checkpoints, description, dropout_prob, or a "
-                 "layer type holding defaults for that type",
+                 "net: unknown key 'speed'; valid keys: checkpoints, description, "
+                 "dropout_prob, or a layer type holding defaults for that type",
                  "layers[0] (linear): unknown key 'units'",
                  "layers[1]: unknown type 'pooling'"):
         assert part in message

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from fspnet.nets._gru import _linear_scan, scalar_gru
+from fspnet.nets._gru import _reverse_linear_scan, scalar_gru
 from fspnet.nets._layers import Recurrent
 
 
@@ -52,15 +52,16 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(lambda inp: scalar_gru(gru, inp), (x,))
 
 
-def test_linear_scan():
-    coeff = torch.randn(2, 13, dtype=torch.float64)
-    value = torch.randn(2, 13, dtype=torch.float64)
+@pytest.mark.parametrize("steps", [1, 2, 3, 8, 13])
+def test_reverse_linear_scan(steps):
+    coeff = torch.randn(steps - 1, 2, dtype=torch.float64)
+    value = torch.randn(steps, 2, dtype=torch.float64)
     expected = torch.zeros_like(value)
-    prev = torch.zeros(2, dtype=torch.float64)
-    for t in range(13):
-        prev = coeff[:, t] * prev + value[:, t]
-        expected[:, t] = prev
-    torch.testing.assert_close(_linear_scan(coeff, value), expected)
+    later = torch.zeros(2, dtype=torch.float64)
+    for t in reversed(range(steps)):
+        later = value[t] + (coeff[t] * later if t < steps - 1 else 0)
+        expected[t] = later
+    torch.testing.assert_close(_reverse_linear_scan(coeff, value), expected)
 
 
 def test_dropout_between_layers_only_in_training():

@@ -106,3 +106,18 @@ def test_encoder_knobs():
 def test_knob_errors(factory, kwargs, match):
     with pytest.raises(NetworkConfigError, match=match):
         factory(**kwargs)
+
+
+@pytest.mark.parametrize(("name", "input_shape"), [("decoder", (5,)), ("encoder", (240,))])
+def test_default_networks_round_trip(tmp_path, name, input_shape):
+    torch.manual_seed(0)
+    net = build_network(CONFIGS / f"{name}.json", input_shape)
+    path = tmp_path / "network.json"
+    path.write_text(json.dumps(net.config))
+    again = build_network(path, input_shape)
+    again.load_state_dict(net.state_dict())
+    x = torch.randn(3, *input_shape)
+    net.eval()
+    again.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), net(x), rtol=0, atol=0)

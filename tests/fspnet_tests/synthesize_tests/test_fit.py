@@ -25,18 +25,19 @@ def data():
 
 def test_fit_from_the_truth_does_not_get_worse(data):
     gen, counts = data
-    result = fit_spectra(counts, EXPOSURE, gen.folder, init=TRUE, n_starts=0, max_iter=30)
+    result = fit_spectra(counts, EXPOSURE, gen.folder, init=TRUE, n_starts=0)
     true_stat = pgstat(torch.as_tensor(gen.expected_rate(TRUE)), torch.as_tensor(counts), EXPOSURE)
     assert np.all(result.stat <= true_stat.numpy() + 1e-6)
-    assert np.all((result.reduced_stat > 0.6) & (result.reduced_stat < 1.6))
-    np.testing.assert_allclose(result.params[:, 1], TRUE[:, 1], rtol=0.1)
+    assert np.all((result.reduced_stat > 0.6) & (result.reduced_stat < 1.6)) and result.converged.all()
+    # Gamma and f_sc trade off in the third spectrum; the first two pin Gamma down.
+    np.testing.assert_allclose(result.params[:2, 1], TRUE[:2, 1], rtol=0.05)
 
 
 @pytest.mark.slow
 def test_fit_from_random_starts_recovers_parameters(data):
     gen, counts = data
-    result = fit_spectra(counts, EXPOSURE, gen.folder, n_starts=3, n_candidates=48, max_iter=80, seed=1)
+    result = fit_spectra(counts, EXPOSURE, gen.folder, n_starts=5, n_candidates=64, seed=1)
     assert np.all((result.reduced_stat > 0.6) & (result.reduced_stat < 1.6)), result.reduced_stat
     # N_H, Gamma and kT_max are well constrained at these counts.
     np.testing.assert_allclose(result.params[:, [0, 1, 3]], TRUE[:, [0, 1, 3]], rtol=0.25)
-    assert result.n_evaluations > 0 and result.converged.mean() >= 2 / 3
+    assert result.n_evaluations > 0 and result.converged.all()

@@ -150,3 +150,24 @@ def test_workers_do_not_change_the_output():
     np.testing.assert_array_equal(one.spectra, two.spectra)
     np.testing.assert_array_equal(one.params, two.params)
     assert one.source == two.source
+
+
+def test_prescreen_bound_holds(clean):
+    """The model-free bound is above the exact counts for every draw (so skipping is exact)."""
+    rng = np.random.default_rng(9)
+    params = clean.sample_params(3000, rng)
+    exposure = np.full(3000, EXPOSURE)
+    exact = clean.expected_rate(params).sum(axis=1) * EXPOSURE
+    bound = clean.upper_counts(params, exposure)
+    assert np.all(bound >= exact)
+    assert np.mean(bound / 2 >= exact) > 0.999  # even without the safety factor of 2
+    skipped = np.mean(bound < 1e4)
+    assert skipped > 0.2 and np.all(exact[bound < 1e4] < 1e4)
+
+
+def test_prescreen_keeps_the_distribution():
+    on = Synthesizer({"seed": 5, "noise": "none"}).run(400, progress=False)
+    off = Synthesizer({"seed": 5, "noise": "none", "prescreen": False}).run(400, progress=False)
+    # Same parameter draws; the prescreen only skips draws that would be rejected anyway.
+    np.testing.assert_array_equal(on.params, off.params)
+    np.testing.assert_allclose(on.spectra, off.spectra, rtol=1e-6)

@@ -1,0 +1,162 @@
+"""Rebuild the shipped pre-trained networks (``fspnet/pretrained/``) in one seeded command.
+
+    python scripts/train_pretrained.py                 # the recipe behind the shipped weights
+    python scripts/train_pretrained.py --install       # ... and copy the result into fspnet/pretrained/
+
+Steps (each skipped when its output already exists, so an interrupted recipe continues):
+
+1. ``fspnet.synthesize``: 100,000 training spectra (seed ``--seed``) and 2,000 held-out spectra
+   (seed ``--seed + 1``), Poisson noise, the bundled NICER response, FSP-Net's parameter ranges
+   (``configs/synthesize.yaml`` defaults);
+2. ``fspnet.train --stage decoder``: FSP-Net's decoder without the GRU (``decoder_config(gru=False)``:
+   the GRU costs ~4x per epoch on a CPU), batch 512, learning rate 2e-3;
+3. ``fspnet.train --stage encoder`` through the frozen decoder: FSP-Net's encoder
+   (``encoder_config()``), reconstruction loss plus ``latent_weight`` times the parameter loss;
+4. ``fspnet.evaluate`` on the held-out spectra (the README figures);
+5. with ``--install``: the encoder run (which carries its decoder), its metrics, the evaluation
+   summary and a README with the held-out figures are copied into ``fspnet/pretrained/``.
+
+The training is deterministic for a given seed, thread count and torch build; the recipe pins
+one intra-op thread (``OMP_NUM_THREADS=1``) unless ``--threads`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALL_FILES = (
+    "run.json", "network.json", "best.safetensors", "transforms.json", "config.json",
+    "decoder.safetensors", "decoder_network.json", "metrics.json", "provenance.json",
+)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments and run the recipe."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training data and both trainings [0]")
+    parser.add_argument("--n-train", type=int, default=100_000, help="training spectra [100000]")
+    parser.add_argument("--n-heldout", type=int, default=2_000, help="held-out spectra [2000]")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "pretrained")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "pretrained", help="run directories and evaluation")
+    parser.add_argument("--decoder-epochs", type=int, default=25)
+    parser.add_argument("--encoder-epochs", type=int, default=25)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--decoder-lr", type=float, default=2e-3)
+    parser.add_argument("--encoder-lr", type=float, default=1e-3)
+    parser.add_argument("--latent-weight", type=float, default=0.1, help="weight of the parameter loss in the encoder stage")
+    parser.add_argument("--device", default="cpu", help="training device (cpu, cuda); CPU results are the shipped ones")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads [1]")
+    parser.add_argument("--eval-n-fit", type=int, default=200, help="held-out spectra that get fits in the evaluation")
+    parser.add_argument("--eval-n-timing", type=int, default=8)
+    parser.add_argument("--install", action="store_true", help="copy the result into fspnet/pretrained/")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    os.environ.setdefault("MKL_NUM_THREADS", str(args.threads))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from fspnet.config import load_config
+    from fspnet.evaluate._evaluate import EvaluateOptions, evaluate
+    from fspnet.synthesize import synthesize
+    from fspnet.train import train
+
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    train_h5, heldout_h5 = args.data_dir / "train.h5", args.data_dir / "heldout.h5"
+    for path, n, seed in ((train_h5, args.n_train, args.seed), (heldout_h5, args.n_heldout, args.seed + 1)):
+        if not path.is_file():
+            logging.info("synthesize %d spectra (seed %d) -> %s", n, seed, path)
+            synthesize(None, n=n, seed=seed, out=path, progress=False)
+    common = {
+        "data.path": str(train_h5),
+        "training.seed": args.seed,
+        "training.batch_size": args.batch_size,
+        "training.lr_patience": 3,
+        "training.patience": 8,
+        "training.progress": False,
+        "training.device": args.device,
+    }
+    dec_dir, enc_dir = args.out / "decoder", args.out / "encoder"
+    stages = (
+        ("decoder", dec_dir, {"decoder.architecture.gru": False, "training.epochs": args.decoder_epochs,
+                              "training.learning_rate": args.decoder_lr}),
+        ("encoder", enc_dir, {"encoder.decoder_run": str(dec_dir), "encoder.latent_weight": args.latent_weight,
+                              "training.epochs": args.encoder_epochs, "training.learning_rate": args.encoder_lr}),
+    )  # fmt: skip
+    for stage, run_dir, extra in stages:
+        # resume: continues an interrupted stage exactly, and returns at once for a finished one
+        start = time.perf_counter()
+        overrides = {**common, **extra, "stage": stage, "run_dir": str(run_dir), "resume": True}
+        result = train(load_config(str(ROOT / "configs" / "fspnet.yaml"), overrides))
+        logging.info("%s: %s after %d epochs (%.0f s)", stage, result["stopped"], result["epochs"], time.perf_counter() - start)
+    eval_dir = args.out / "evaluation"
+    summary = evaluate(
+        enc_dir, heldout_h5, eval_dir,
+        EvaluateOptions(n_fit=args.eval_n_fit, n_timing=args.eval_n_timing, progress=False),
+    )  # fmt: skip
+    if args.install:
+        install(enc_dir, dec_dir, summary, args)
+    return 0
+
+
+def install(enc_dir: Path, dec_dir: Path, summary: dict, args: argparse.Namespace) -> None:
+    """Copy the encoder run (with its decoder) and the held-out figures into ``fspnet/pretrained/``."""
+    from fspnet._io import atomic_path, write_json, write_text
+
+    target = ROOT / "fspnet" / "pretrained"
+    for name in INSTALL_FILES:
+        with atomic_path(target / name) as tmp:
+            shutil.copyfile(enc_dir / name, tmp)
+    for name, new in (("metrics.json", "decoder_metrics.json"), ("config.json", "decoder_config.json")):
+        with atomic_path(target / new) as tmp:
+            shutil.copyfile(dec_dir / name, tmp)
+    slim = {k: v for k, v in summary.items() if k not in ("saliency",)}
+    write_json(target / "evaluation.json", slim)
+    write_text(target / "README.md", readme(summary, args))
+    size = sum(p.stat().st_size for p in target.iterdir() if p.is_file())
+    logging.info("installed into %s (%.2f MB)", target, size / 1e6)
+
+
+def readme(s: dict, args: argparse.Namespace) -> str:
+    """The README of ``fspnet/pretrained/``: recipe and held-out figures."""
+    lines = [
+        "# Pre-trained FSP-Net networks",
+        "",
+        "An encoder run directory (`fspnet.train`) with its frozen decoder: load it with",
+        "`fspnet.pretrained.load_pretrained()`, or `python -m fspnet.predict --pretrained --data F.h5`.",
+        "",
+        f"Recipe: `python scripts/train_pretrained.py --install` (seed {args.seed}, {args.n_train} training spectra,",
+        f"decoder {args.decoder_epochs} epochs at lr {args.decoder_lr}, encoder {args.encoder_epochs} epochs at lr",
+        f"{args.encoder_lr}, batch {args.batch_size}, latent weight {args.latent_weight}, {args.threads} CPU thread(s)).",
+        "",
+        f"## Held-out figures ({s['n_spectra']} spectra, seed {args.seed + 1}; fits on {s['n_fit']})",
+        "",
+        "| parameter | median abs. delta | % of (log-)range | scatter % of range |",
+        "|---|---|---|---|",
+    ]
+    for name, st in s["recovery"]["methods"].get("encoder", {}).items():
+        lines.append(f"| {name} | {st['median_abs_delta']:.4g} | {st['median_abs_delta_pct']:.2f} | {st['scatter_pct']:.2f} |")
+    lines += ["", "| reduced PGStat (0.3-10 keV) | median | 16th-84th pct |", "|---|---|---|"]
+    labels = {"encoder": "(a) encoder", "encoder_fit": "(b) encoder + short fit", "fit": "(c) traditional fit", "true": "(d) true"}
+    for key, v in s["pgstat"].items():
+        lines.append(f"| {labels.get(key, key)} | {v['median']:.4g} | {v['p16']:.4g}-{v['p84']:.4g} |")
+    t = s["timing"]
+    if "speedup_encoder" in t:
+        lines += [
+            "",
+            f"Encoder {t['encoder_s_per_spectrum'] * 1e6:.3g} us per spectrum; traditional fit {t['fit_s_per_spectrum']:.3g} s",
+            f"per spectrum one at a time; speed-up {t['speedup_encoder']:.3g}x (same PGStat level {t['speedup_same_level']:.3g}x).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
