@@ -449,14 +449,15 @@ class Synthesizer:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def chunk(self, index: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def chunk(self, index: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """Simulate chunk ``index`` of ``chunk_size`` draws; return its accepted rows.
 
         Chunk ``i`` draws from its own generator ``default_rng([seed, i])``, so the output
         depends only on the seed and the config, not on how chunks are scheduled.
 
         Returns:
-            ``(params [k, P] float64, spectra [k, G] float32, uncertainties [k, G] float32)``.
+            ``(params [k, P] float64, spectra [k, G] float32, uncertainties [k, G] float32,
+            number of draws the model was evaluated for)``.
         """
         cfg = self.config
         rng = np.random.default_rng([seed, index])
@@ -470,7 +471,7 @@ class Synthesizer:
             p, t = p[keep], t[keep]
         s, u, counts = self.simulate(p, t, rng)
         ok = (counts >= cfg.min_counts) & np.isfinite(s).all(axis=1) & np.isfinite(u).all(axis=1)
-        return p[ok], s[ok].astype(np.float32), u[ok].astype(np.float32)
+        return p[ok], s[ok].astype(np.float32), u[ok].astype(np.float32), len(p)
 
     def upper_counts(self, params: np.ndarray, exposure: np.ndarray) -> np.ndarray:
         """[n] upper bound of the expected source counts summed over the bins, without the model.
@@ -521,7 +522,7 @@ class Synthesizer:
         self._screen_table = (nh_nodes, kt_nodes, total[..., 0], total[..., 1:].max(axis=-1))
         return self._screen_table
 
-    def _chunks(self, seed: int, max_chunks: int, workers: int) -> tp.Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def _chunks(self, seed: int, max_chunks: int, workers: int) -> tp.Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
         """Accepted rows of chunks 0, 1, 2, ... in order (computed ahead by ``workers`` processes)."""
         if workers <= 1:
             for i in range(max_chunks):
@@ -566,17 +567,18 @@ class Synthesizer:
         spectra = np.empty((n, g), dtype=np.float32)
         sigma = np.empty((n, g), dtype=np.float32)
         params = np.empty((n, len(self.param_names)), dtype=np.float64)
-        filled, draws = 0, 0
+        filled, draws, evaluated = 0, 0, 0
         max_chunks = max(1, int(math.ceil(n * cfg.max_draws_factor / cfg.chunk_size)))
         start = time.perf_counter()
         with tqdm(total=n, unit="spectra", desc="synthesize", disable=not progress, leave=False) as bar:
-            for p, s, u in self._chunks(seed, max_chunks, workers):
+            for p, s, u, n_eval in self._chunks(seed, max_chunks, workers):
                 k = min(len(p), n - filled)
                 spectra[filled : filled + k] = s[:k]
                 sigma[filled : filled + k] = u[:k]
                 params[filled : filled + k] = p[:k]
                 filled += k
                 draws += cfg.chunk_size
+                evaluated += n_eval
                 bar.update(k)
                 bar.set_postfix(acceptance=f"{filled / draws:.2f}")
                 if filled >= n:
@@ -598,6 +600,7 @@ class Synthesizer:
             "n": n,
             "seed": seed,
             "draws": draws,
+            "evaluated": evaluated,  # draws the model was evaluated for (the rest failed the prescreen)
             "acceptance": filled / draws,
             "config": {k: v for k, v in cfg.to_dict().items() if k != "workers"},  # workers do not change the data
             "response": self.folder.response.provenance or {"name": self.folder.response.name},
@@ -627,7 +630,7 @@ def _init_worker(config: SynthesizeConfig) -> None:
     _WORKER = Synthesizer(config)
 
 
-def _worker_chunk(index: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _worker_chunk(index: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     assert _WORKER is not None
     return _WORKER.chunk(index, seed)
 
@@ -667,7 +670,7 @@ def synthesize(
 
     Example:
         >>> ds = synthesize({"seed": 0, "noise": "poisson"}, n=100, out="synth.h5")  # doctest: +SKIP
-        >>> ds.spectra.shape
+        >>> ds.spectra.shape  # doctest: +SKIP
         (100, 240)
     """
     ds = Synthesizer(config).run(n, seed=seed, progress=progress)

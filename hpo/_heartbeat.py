@@ -364,41 +364,63 @@ from hpo.objective import TrialHook  # noqa: E402
 class HeartbeatHook(TrialHook):
     """Beats for every trial a :class:`hpo.run.Worker` runs; reaps dead trials between trials.
 
-    Installed on every worker by :func:`_setup_worker`. The reaper runs when the worker starts
-    and then at most once per ``interval_s``, as a trial source that never yields a trial of its
-    own unless retries are waiting (those run even when the study's ``max_trials`` is reached,
-    so that a dead trial's parameters are never lost).
+    Installed on every worker by :func:`_setup_worker`. One daemon thread per worker beats for
+    whichever trial is running (the first beat of a trial is written synchronously). The reaper
+    runs when the worker starts and then at most once per ``interval_s``, as a trial source that
+    yields nothing of its own, except when the study's ``max_trials`` is reached while retries
+    wait: those still run, so that a dead trial's parameters are never lost.
     """
 
-    def __init__(self, study: optuna.Study, key: str, settings: HeartbeatSettings) -> None:
+    def __init__(self, study: optuna.Study, key: str, settings: HeartbeatSettings, max_trials: int | None = None) -> None:
         self.study = study
         self.key = key
         self.settings = settings
-        self.current: Heartbeat | None = None
+        self.max_trials = max_trials
+        self._beat: Heartbeat | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
         self._last_reap = -float("inf")
 
     def on_trial_start(self, trial: optuna.Trial, run_dir: Path, resume: bool) -> None:
-        self.stop()
-        self.current = Heartbeat(self.study._storage, trial._trial_id, self.key, self.settings.interval_s)
-        self.current.start(resumed=resume)
+        beat = Heartbeat(self.study._storage, trial._trial_id, self.key, self.settings.interval_s)
+        if resume:
+            self.study._storage.set_trial_system_attr(trial._trial_id, SUSPENDED_KEY, None)
+        beat.beat()
+        with self._lock:
+            self._beat = beat
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="hpo-heartbeat", daemon=True)
+            self._thread.start()
 
     def on_trial_end(self, trial: optuna.Trial, outcome: tp.Any) -> None:
         self.stop()
 
     def stop(self) -> None:
-        """Stop the running trial's heartbeat (also used before a preempted worker exits)."""
-        if self.current is not None:
-            self.current.stop()
-            self.current = None
+        """Stop beating for the current trial (also used before a preempted worker exits)."""
+        with self._lock:
+            self._beat = None
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.settings.interval_s)
+            with self._lock:
+                beat = self._beat
+            if beat is not None and not beat.beat():
+                _log.warning("trial id %d finished elsewhere (reaped?); heartbeat stops", beat.trial_id)
+                with self._lock:
+                    if self._beat is beat:
+                        self._beat = None
 
     def trial_source(self, worker: tp.Any) -> tuple[optuna.Trial, bool] | None:
-        """Reap (rate-limited); hand out a waiting retry before ``max_trials`` can stop the worker."""
+        """Reap (rate-limited); hand out a waiting retry when ``max_trials`` would stop the worker."""
         if time.monotonic() - self._last_reap >= self.settings.interval_s:
             self._last_reap = time.monotonic()
             try:
                 reap_stale_trials(self.study, self.settings, reaper=self.key)
             except Exception as e:  # reaping is best effort; the next worker retries
                 _log.warning("reaping stale trials failed: %s: %s", type(e).__name__, _redact(str(e)))
+        if self.max_trials is None or self.study._storage.get_n_trials(self.study._study_id) < self.max_trials:
+            return None  # study.ask() takes waiting retries first anyway
         waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if any(RETRY_OF_ATTR in t.user_attrs for t in waiting):
             return self.study.ask(), False
@@ -409,7 +431,7 @@ def _setup_worker(worker: tp.Any) -> None:
     rdb = _rdb_backend(worker.study._storage)
     if rdb is not None and rdb.engine.url.get_backend_name() == "sqlite" and rdb.engine.url.database:
         warn_if_network_filesystem(rdb.engine.url.database)
-    hook = HeartbeatHook(worker.study, worker_key(), HeartbeatSettings.from_env())
+    hook = HeartbeatHook(worker.study, worker_key(), HeartbeatSettings.from_env(), getattr(worker.cfg, "max_trials", None))
     worker.hooks.append(hook)
     worker.trial_sources.append(hook.trial_source)
 

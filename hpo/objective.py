@@ -224,7 +224,7 @@ class Objective:
         return TrialOutcome(TrialState.COMPLETE, values=values, result=result)
 
     def _record(self, trial: optuna.Trial, outcome: TrialOutcome, wall_s: float) -> None:
-        # One user attr, so one storage write per trial; the full provenance is in trial.json.
+        # One user attr, so one storage write per trial; the full provenance goes to result.json.
         seed = trial_seed(self.cfg.seed, trial.number)
         prov = provenance(seed)
         run_dir = self.cfg.trial_dir(trial.number)

@@ -79,12 +79,12 @@ def _tbvarabs_sigma(
     par[23:41] = 1.0
     sigma = np.full(len(energy_kev), np.nan)
     # Columns from large to small; keep the first with a well-conditioned optical depth.
-    for nh in 10.0 ** np.arange(8, -9, -1, dtype=float):
+    for nh in (1e8, 1e4, 1.0, 1e-4, 1e-8):
         par[0] = nh
         t = xspec_model("tbvarabs", e, par)[0::2]
         with np.errstate(divide="ignore"):
             tau = -np.log(t)
-        ok = np.isnan(sigma) & (tau > 1e-3) & (tau < 300.0)
+        ok = np.isnan(sigma) & (tau > 1e-5) & (tau < 600.0)
         sigma[ok] = tau[ok] / nh
     sigma[np.isnan(sigma)] = 0.0
     return sigma
@@ -170,11 +170,42 @@ def _thin(x: np.ndarray, y: np.ndarray, rtol: float) -> np.ndarray:
     return np.array(keep)
 
 
+def _refine(
+    fn: tp.Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, rtol: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add midpoints wherever linear interpolation misses the function by more than rtol.
+
+    Resonances (He near 60 eV, O and Ne K, Fe L) are narrower than the fine grid; each
+    round halves the flagged intervals, down to Delta ln E ~ 5e-9.
+    """
+    xs, ys = x, y
+    todo = np.arange(len(x) - 1)
+    for _ in range(13):
+        if len(todo) == 0:
+            break
+        xm = 0.5 * (xs[todo] + xs[todo + 1])
+        ym = _log_sigma(fn(np.exp(xm)))
+        err = np.abs(ym - 0.5 * (ys[todo] + ys[todo + 1]))
+        zero = (ym <= _LOG_ZERO + 1) & (ys[todo] <= _LOG_ZERO + 1)
+        bad = (err > rtol) & ~zero
+        order = np.argsort(np.r_[xs, xm])
+        is_new = np.r_[np.zeros(len(xs), bool), bad][order]
+        xs, ys = np.r_[xs, xm][order], np.r_[ys, ym][order]
+        # intervals to check next: on both sides of every flagged midpoint
+        pos = np.nonzero(is_new)[0]
+        todo = np.unique(np.r_[pos - 1, pos])
+        todo = todo[(todo >= 0) & (todo < len(xs) - 1)]
+    _log.info("%s: refined to %d samples", fn.__name__, len(xs))
+    return xs, ys
+
+
 def make_knots(fn: tp.Callable[[np.ndarray], np.ndarray], rtol: float) -> tuple[np.ndarray, np.ndarray]:
     """Knots (ln E, ln sigma) of one cross-section function."""
     energy = np.geomspace(_E_MIN_KEV, _E_MAX_KEV, _N_FINE)
     x = np.log(energy)
     y = _log_sigma(fn(energy))
+    x, y = _refine(fn, x, y, rtol)
+    energy = np.exp(x)
     edges = _find_edges(fn, x, y)
     bounds = [(energy[0], energy[0])] + [(e[0], e[1]) for e in edges] + [(energy[-1], energy[-1])]
     kx, ky = [], []

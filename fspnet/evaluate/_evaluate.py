@@ -165,9 +165,7 @@ def evaluate(
         ref, ref_rows, ref_label = None, None, ""
     recovery: dict[str, tp.Any] = {"reference": ref_label or None, "methods": {}}
     if ref is not None:
-        ref_full = ref if ref_label == "true" else ref
-        pred_ref = pred[ref_rows]
-        recovery["methods"]["encoder"] = recovery_stats(pred_ref, ref_full, infos)
+        recovery["methods"]["encoder"] = recovery_stats(pred[ref_rows], ref, infos)
         if true is not None:
             for key in ("encoder_fit", "fit"):
                 if key in fits:

@@ -42,7 +42,7 @@ DISK_K = 2.0 * math.pi * 2.0 / (_H_KEV_S**3 * _C_CM_S**2) * (_KM_CM / (10.0 * _K
 _LN_Y_MIN = math.log(1e-12)
 _LN_Y_MAX = math.log(1e3)
 _H_COARSE = 0.02  # where Q is integrated exactly (with its derivative)
-_H_FINE = 0.002  # where the torch look-up interpolates linearly
+_H_FINE = 1e-4  # where the torch look-up interpolates linearly
 
 _ZETA3 = 1.2020569031595942
 

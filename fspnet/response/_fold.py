@@ -14,6 +14,7 @@ A batch of spectra is then one matrix product over the model bins that reach the
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse
 import torch
 
 from fspnet.errors import ResponseError
@@ -23,8 +24,8 @@ from fspnet.response._response import Response
 __all__ = ["Folder", "rebin_matrix"]
 
 
-def rebin_matrix(model_edges: np.ndarray, energ_lo: np.ndarray, energ_hi: np.ndarray) -> np.ndarray:
-    """[M, E] fraction of model bin ``m`` that falls in response bin ``e`` (flux conserving).
+def rebin_matrix(model_edges: np.ndarray, energ_lo: np.ndarray, energ_hi: np.ndarray) -> scipy.sparse.csr_matrix:
+    """[M, E] sparse fraction of model bin ``m`` that falls in response bin ``e`` (flux conserving).
 
     Args:
         model_edges: [M+1] increasing model bin edges, keV.
@@ -33,14 +34,14 @@ def rebin_matrix(model_edges: np.ndarray, energ_lo: np.ndarray, energ_hi: np.nda
     """
     a = np.asarray(model_edges, dtype=np.float64)
     width = np.diff(a)
-    w = np.zeros((len(a) - 1, len(energ_lo)))
     first = np.clip(np.searchsorted(a, energ_lo, side="right") - 1, 0, len(a) - 2)
     last = np.clip(np.searchsorted(a, energ_hi, side="left") - 1, 0, len(a) - 2)
-    for e, (i0, i1, lo, hi) in enumerate(zip(first, last, energ_lo, energ_hi)):
-        m = np.arange(i0, i1 + 1)
-        overlap = np.minimum(a[m + 1], hi) - np.maximum(a[m], lo)
-        w[m, e] = np.maximum(overlap, 0.0) / width[m]
-    return w
+    counts = last - first + 1
+    cols = np.repeat(np.arange(len(energ_lo)), counts)  # response bin of each entry
+    rows = np.concatenate([np.arange(i0, i1 + 1) for i0, i1 in zip(first, last)])  # model bin
+    lo, hi = np.asarray(energ_lo)[cols], np.asarray(energ_hi)[cols]
+    overlap = np.maximum(np.minimum(a[rows + 1], hi) - np.maximum(a[rows], lo), 0.0) / width[rows]
+    return scipy.sparse.csr_matrix((overlap, (rows, cols)), shape=(len(a) - 1, len(energ_lo)))
 
 
 class Folder:
@@ -90,7 +91,7 @@ class Folder:
         self.model_edges = torch.as_tensor(edges)
         rsp = self.response.grouped(self.grouping)
         w = rebin_matrix(edges, rsp.energ_lo, rsp.energ_hi)  # [M, E]
-        m = w @ rsp.effective_matrix()  # [M, G] cm^2 counts per photon
+        m = np.asarray(w @ rsp.effective_matrix())  # [M, G] cm^2 counts per photon
         used = np.flatnonzero(np.abs(m).sum(axis=1) > 0)
         if used.size == 0:
             raise ResponseError(

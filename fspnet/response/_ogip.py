@@ -158,7 +158,7 @@ def read_rmf(path: str | os.PathLike[str]) -> Rmf:
 
     Example:
         >>> rmf = read_rmf("nicer.rmf")  # doctest: +SKIP
-        >>> rmf.matrix.shape
+        >>> rmf.matrix.shape  # doctest: +SKIP
         (3451, 1501)
     """
     with _open(path, "RMF") as hdul:

@@ -142,3 +142,20 @@ def test_passwords_are_masked():
     with pytest.raises(HpoError) as info:
         make_storage("postgresql+psycopg2://alice:s3cret@127.0.0.1:1/optuna?connect_timeout=1")
     assert "s3cret" not in str(info.value) and "***" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["quickstart", "mlp_example", "decoder"])
+def test_shipped_studies_validate(name, monkeypatch):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)  # relative paths in study files are relative to the working directory
+    cfg = load_study_config(Path("studies") / f"{name}.yaml")
+    assert cfg.name == name and cfg.tune_params and cfg.pruner["name"] == "HyperbandPruner"
+
+
+def test_worker_seeds_differ_per_worker_and_repeat_per_id():
+    from hpo.run import worker_seed
+
+    assert worker_seed(0, "a") == worker_seed(0, "a") != worker_seed(0, "b")
+    assert worker_seed(0, "a") != worker_seed(1, "a")

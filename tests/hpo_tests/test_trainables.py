@@ -39,6 +39,12 @@ def test_mlp_stages_divide_lr_by_ten_and_fine_tune_on_worst_samples(tmp_path):
     for name in ("config.json", "transforms.json", "metrics.csv", "best.safetensors", "last.pt", "loss_curve.png", "reconstruction.png"):
         assert (tmp_path / "run" / name).is_file(), name
     assert result["metrics"]["val_loss"] <= result["metrics"]["final_val_loss"]
+    from hpo.trainables._mlp import _read_arrays
+
+    hits = _read_arrays.cache_info().hits
+    cfg["run_dir"] = str(tmp_path / "run2")
+    train_mlp(cfg)
+    assert _read_arrays.cache_info().hits == hits + 1  # data are read once per process
 
 
 def test_mlp_reads_hdf5_and_reports_bad_keys(tmp_path):

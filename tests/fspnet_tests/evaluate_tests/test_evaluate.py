@@ -108,6 +108,7 @@ def test_wrong_bins_are_named(eval_runs, synth_paths, tmp_path):
         evaluate(eval_runs["encoder"], path, tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_data_without_the_models_units_skip_the_spectral_sections(eval_runs, dataset_path, tmp_path):
     # the trainer tests' smooth spectra: parameters but no physical units -> recovery only
     summary = evaluate(eval_runs["encoder"], dataset_path, tmp_path, EvaluateOptions(n_fit=4, n_saliency=8, progress=False, real=False))

@@ -42,12 +42,13 @@ def test_dataset_contract_and_rejection(tmp_path):
 
 
 def test_same_seed_same_file(tmp_path):
-    a = synthesize({"seed": 7, "sampling": {"method": "latin_hypercube"}}, n=30, out=tmp_path / "a.h5", progress=False)
-    b = synthesize({"seed": 7, "sampling": {"method": "latin_hypercube"}}, n=30, out=tmp_path / "b.h5", progress=False)
+    cfg = {"seed": 7, "sampling": {"method": "latin_hypercube"}, "prescreen": False, "chunk_size": 128}
+    a = synthesize(cfg, n=30, out=tmp_path / "a.h5", progress=False)
+    b = synthesize(cfg, n=30, out=tmp_path / "b.h5", progress=False)
     np.testing.assert_array_equal(a.spectra, b.spectra)
     np.testing.assert_array_equal(a.params, b.params)
     assert filecmp.cmp(tmp_path / "a.h5", tmp_path / "b.h5", shallow=False)
-    c = synthesize({"seed": 8}, n=30, progress=False)
+    c = synthesize({**cfg, "seed": 8}, n=30, progress=False)
     assert not np.array_equal(a.params, c.params)
 
 
