@@ -233,13 +233,9 @@ class PreemptHook(TrialHook):
         if self.handler.requested:
             self._stop(trial)
 
-    def on_trial_end(self, trial: optuna.Trial, outcome: tp.Any) -> None:
-        # A signal that arrived after the last epoch: the trial finished, so only stop the worker.
-        if self.handler.requested:
-            self._stop(None)
-
     def trial_source(self, worker: tp.Any) -> tuple[optuna.Trial, bool] | None:
-        """First call: the trial this job was running before its requeue. Later: stop if signalled."""
+        """First call: the trial this job was running before its requeue. Stop if signalled
+        between trials (a trial that finished after the signal was told to the study first)."""
         if self.handler.requested:
             self._stop(None)
         if self._claimed:

@@ -8,12 +8,12 @@ Importing this package registers the study file's ``slurm:`` section with :mod:`
 from __future__ import annotations
 
 from slurm._sbatch import check_slurm_options, make_sbatch, plan_arrays, slurm_options
-from slurm.launch import LaunchSummary, SlurmLauncher, Worker, max_array_size, study_counts
+from slurm.launch import JobWorkers, LaunchSummary, SlurmLauncher, max_array_size, study_counts
 
 __all__ = [
+    "JobWorkers",
     "LaunchSummary",
     "SlurmLauncher",
-    "Worker",
     "check_slurm_options",
     "make_sbatch",
     "max_array_size",

@@ -38,7 +38,7 @@ from hpo.errors import HpoError
 from hpo.study import StudyConfig, load_study_config, mask_url
 from slurm._sbatch import check_slurm_options, make_sbatch, plan_arrays, submitit_parameters
 
-__all__ = ["LaunchSummary", "SlurmLauncher", "Worker", "max_array_size", "study_counts"]
+__all__ = ["JobWorkers", "LaunchSummary", "SlurmLauncher", "max_array_size", "study_counts"]
 
 _log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ _log = logging.getLogger(__name__)
 _PREEMPTED = 75
 
 
-class Worker:
+class JobWorkers:
     """What one job runs: ``n_workers`` ``hpo.run`` processes, each pinned to one GPU.
 
     A picklable callable for submitit. It forwards SIGUSR2 / SIGTERM to its processes, waits
@@ -228,7 +228,7 @@ class SlurmLauncher:
         """Submit every job; returns the submitit jobs (also kept in ``self.jobs``)."""
         import submitit
 
-        worker = Worker(self.worker_argv(), self.trials_per_node, self.env)
+        worker = JobWorkers(self.worker_argv(), self.trials_per_node, self.env)
         self.folder.mkdir(parents=True, exist_ok=True)
         opts = self.options
         if self.executor_name == "local":

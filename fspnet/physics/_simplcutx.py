@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import math
 from importlib import resources
 
 import numpy as np
@@ -166,16 +165,6 @@ def _rollover_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, obj
             data["c"].astype(np.float64),
             meta,
         )
-
-
-def rollover(energy_kev: np.ndarray, gamma: float, kte_kev: float = 100.0) -> np.ndarray:
-    """The nthcomp-shaped rollover c(E) of :class:`SimplCutX` (numpy, for inspection)."""
-    g, log_x, c, _ = _rollover_table()
-    x = np.clip(np.log(np.asarray(energy_kev, dtype=np.float64) / kte_kev), log_x[0], None)
-    rows = np.array([np.interp(x, log_x, row, right=0.0) for row in c])  # [G, ...]
-    k = int(np.clip(np.searchsorted(g, gamma) - 1, 0, len(g) - 2))
-    w = float(np.clip((gamma - g[k]) / (g[k + 1] - g[k]), 0.0, 1.0))
-    return (1 - w) * rows[k] + w * rows[k + 1]
 
 
 _TAIL_GAMMA_STEP = 0.002

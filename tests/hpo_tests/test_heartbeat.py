@@ -25,7 +25,7 @@ from hpo._heartbeat import (
     warn_if_network_filesystem,
 )
 from hpo.study import make_storage
-from tests.slurm_tests._cluster import hpo_run, load, pg_url, trial_dir, wait_for, write_study
+from tests.slurm_tests._cluster import PG_MISSING, hpo_run, load, pg_url, trial_dir, unavailable, wait_for, write_study
 
 SETTINGS = HeartbeatSettings(interval_s=1.0, grace_s=3.0, suspend_grace_s=30.0, max_retries=2)
 FAST = {"HPO_HEARTBEAT_S": "1", "HPO_GRACE_S": "3"}
@@ -43,7 +43,7 @@ def _storages(tmp_path) -> dict[str, str]:
 def storage_url(request, tmp_path):
     urls = _storages(tmp_path)
     if request.param not in urls:
-        pytest.skip("PostgreSQL not reachable at HPO_PG_URL / 127.0.0.1:5432 (run slurm/dev-cluster/up.sh)")
+        unavailable(PG_MISSING)
     return urls[request.param]
 
 
@@ -173,3 +173,17 @@ def test_sigkilled_worker_trial_is_retried_by_a_live_worker(tmp_path):
     assert retry.state == TrialState.COMPLETE and retry.params == first.params and retry.user_attrs["retry_of"] == 0
     started = [json.loads(line) for line in (trial_dir(study_file, 1) / "workers.jsonl").read_text().splitlines()]
     assert [s["resume"] for s in started] == [False]  # a retry starts afresh in its own run dir
+
+
+@pytest.mark.slow
+def test_retry_runs_even_when_max_trials_is_reached(tmp_path):
+    study_file = write_study(tmp_path, storage=f"sqlite:///{tmp_path}/s.db", max_trials=1)
+    assert hpo_run(study_file, 0).wait(timeout=120) == 0  # creates the study
+    study = load(study_file)
+    trial = study.ask()
+    trial.suggest_float("x", -1.0, 1.0)
+    trial.suggest_float("y", -1.0, 1.0)
+    study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT_KEY, {"t": 0.0, "worker": "gone"})
+    assert hpo_run(study_file, 5, env=FAST).wait(timeout=120) == 0
+    first, retry = load(study_file).get_trials()
+    assert first.state == TrialState.FAIL and retry.state == TrialState.COMPLETE and retry.params == first.params

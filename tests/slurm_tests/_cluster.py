@@ -53,16 +53,22 @@ def export_repo_path() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *parts])
 
 
-def require_slurm() -> None:
+def unavailable(reason: str) -> tp.NoReturn:
+    """Skip for a missing service, or fail when CI says the services must be there."""
     import pytest
 
-    export_repo_path()
+    if os.environ.get("FSPNET_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"FSPNET_REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
 
+
+def require_slurm() -> None:
+    export_repo_path()
     reason = start_dev_cluster()
     if reason is not None and not _slurm_up():
-        pytest.skip(reason)
+        unavailable(reason)
     if shutil.which("sbatch") is None:
-        pytest.skip("sbatch not found")
+        unavailable("sbatch not found")
 
 
 @functools.lru_cache(maxsize=1)
@@ -81,13 +87,14 @@ def pg_url() -> str | None:
     return url
 
 
-def require_postgres() -> str:
-    import pytest
+PG_MISSING = "PostgreSQL not reachable at HPO_PG_URL / 127.0.0.1:5432 (run slurm/dev-cluster/up.sh)"
 
+
+def require_postgres() -> str:
     start_dev_cluster()
     url = pg_url.__wrapped__()
     if url is None:
-        pytest.skip("PostgreSQL not reachable at HPO_PG_URL / 127.0.0.1:5432 (run slurm/dev-cluster/up.sh)")
+        unavailable(PG_MISSING)
     return url
 
 
