@@ -264,15 +264,10 @@ def _check(table: dict[str, np.ndarray]) -> None:
         raise RuntimeError(f"tbabs table does not reproduce XSPEC (max relative error {err:.2e})")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_out = Path(__file__).resolve().parents[1] / "fspnet/physics/data/tbabs_wilm.npz"
-    parser.add_argument("--out", type=Path, default=default_out)
-    parser.add_argument("--rtol", type=float, default=5e-6, help="max error in ln sigma")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    gx, gy = make_knots(gas_sigma, args.rtol)
-    dx, dy = make_knots(dust_sigma, args.rtol)
+def build_table(rtol: float) -> dict[str, tp.Any]:
+    """Measure both cross-sections, thin them and check the result against tbabs."""
+    gx, gy = make_knots(gas_sigma, rtol)
+    dx, dy = make_knots(dust_sigma, rtol)
     table: dict[str, tp.Any] = {
         "gas_log_energy_kev": gx,
         "gas_log_sigma": gy,
@@ -281,6 +276,11 @@ def main(argv: list[str] | None = None) -> None:
         **{k: np.array(v) for k, v in grain_constants().items()},
     }
     _check(table)
+    return table
+
+
+def write_table(table: dict[str, tp.Any], out: Path) -> None:
+    """Write the table with its provenance, atomically and world-readable."""
     meta = {
         "model": "tbabs (tbvabs 2.3), abund wilm",
         "source": f"XSPEC model library {xspec_version()}, through tbvarabs",
@@ -290,11 +290,23 @@ def main(argv: list[str] | None = None) -> None:
         "generated_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "script": "scripts/make_tbabs_table.py",
     }
-    with atomic_path(args.out) as tmp:
+    with atomic_path(out) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **table, meta=np.array(repr(meta)))
         tmp.chmod(0o644)  # package data must be readable by everyone
-    print(f"wrote {args.out} (gas {len(gx)} knots, dust {len(dx)} knots)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_out = Path(__file__).resolve().parents[1] / "fspnet/physics/data/tbabs_wilm.npz"
+    parser.add_argument("--out", type=Path, default=default_out)
+    parser.add_argument("--rtol", type=float, default=5e-6, help="max error in ln sigma")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    table = build_table(args.rtol)
+    write_table(table, args.out)
+    n_gas, n_dust = len(table["gas_log_energy_kev"]), len(table["dust_log_energy_kev"])
+    print(f"wrote {args.out} (gas {n_gas} knots, dust {n_dust} knots)")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "pretrained")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "pretrained", help="run directories and evaluation")
     parser.add_argument("--decoder-epochs", type=int, default=25)
-    parser.add_argument("--encoder-epochs", type=int, default=80)
+    parser.add_argument("--encoder-epochs", type=int, default=120)
     parser.add_argument("--encoder-filters", type=int, nargs="+", default=[8, 16, 16], help="filters per conv block [8 16 16]")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--decoder-lr", type=float, default=2e-3)

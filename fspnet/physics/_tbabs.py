@@ -87,15 +87,6 @@ def tbabs_cross_section(energy_kev: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def _bin_sigma_from(table: dict[str, tp.Any], edges: np.ndarray) -> np.ndarray:
-    if "gas_log_energy_kev" not in table:  # TEMPORARY: previous table format
-        y = np.interp(np.log(edges), table["log_energy_kev"], table["log_sigma"])
-        s = np.where(y <= _LOG_ZERO, 0.0, np.exp(y))
-        out = 0.5 * (s[:-1] + s[1:])
-        for energy, excess in zip(table["edge_energy_kev"], table["edge_excess"]):
-            j = np.searchsorted(edges, energy) - 1
-            if 0 <= j < len(out):
-                out[j] += excess
-        return out
     gas = _interp(table, "gas", edges)
     dust = _interp(table, "dust", edges)
     # tbabs averages each phase over the bin's two edges, then shields the grains.

@@ -39,7 +39,7 @@ def _storages(tmp_path) -> dict[str, str]:
     return out
 
 
-@pytest.fixture(params=["sqlite", "journal", "postgres"])
+@pytest.fixture(params=["sqlite", "journal", pytest.param("postgres", marks=pytest.mark.postgres)])
 def storage_url(request, tmp_path):
     urls = _storages(tmp_path)
     if request.param not in urls:

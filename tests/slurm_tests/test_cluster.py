@@ -183,3 +183,20 @@ def test_scancel_fails_and_retries_the_trial_at_once(slurm_cluster, tmp_path):
     first, retry = wait_for(lambda: len(trials_or_empty(study_file)) == 2 and trials_or_empty(study_file), 30, "the retry")
     assert first.state == TrialState.FAIL and "SIGTERM" in first.system_attrs[REAPED_KEY]["reason"]
     assert retry.state == TrialState.WAITING and retry.system_attrs["fixed_params"] == first.params
+
+
+def test_preemption_of_a_packed_job_resumes_every_worker_trial(slurm_cluster, tmp_path):
+    study_file = write_study(tmp_path, storage=f"journal:{tmp_path}/study.journal", config={"epochs": 8, "epoch_s": 0.5},
+                             slurm={"gpus_per_task": 1})
+    launcher = SlurmLauncher(study_file, workers=2, trials_per_worker=1, trials_per_node=2)
+    (job,) = launcher.launch()
+    wait_for(lambda: all(len(_jsonl(trial_dir(study_file, n) / "epochs.jsonl")) >= 2 for n in (0, 1)), 120,
+             "2 epochs of both trials", poll_s=0.2)
+    job._interrupt()
+    counts = launcher.wait(progress=False, timeout_s=180)
+    assert counts.complete == 2 and counts.failed == 0, job.stderr()
+    for trial in load(study_file).get_trials():
+        starts = _jsonl(trial_dir(study_file, trial.number) / "workers.jsonl")
+        assert [s["resume"] for s in starts] == [False, True]
+        assert starts[0]["worker_index"] == starts[1]["worker_index"]  # resumed by the same packed worker
+        assert trial.value == pytest.approx(_uninterrupted(study_file, trial, tmp_path / str(trial.number)), abs=1e-12)

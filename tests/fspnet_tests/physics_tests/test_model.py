@@ -70,13 +70,14 @@ def test_photon_flux_in_band_matches_components():
     model = SourceModel()
     p = torch.tensor([[1e-12, 2.0, 1e-12, 0.5, 100.0]], dtype=torch.float64)
     disk = EzDiskBB()(edges, p[:, 3:])
-    torch.testing.assert_close(model(edges, p), disk, rtol=1e-9, atol=0)
+    bright = disk > 1e-6 * disk.max()  # beyond, the 1e-12 scattered tail outshines the disk
+    torch.testing.assert_close(model(edges, p)[bright], disk[bright], rtol=1e-6, atol=0)
 
 
 def test_gradient_matches_finite_differences():
     model = SourceModel()
-    edges = energy_grid(300, 0.1, 30.0)
-    p0 = torch.tensor([[2.0, 2.4, 0.2, 0.6, 1e4]], dtype=torch.float64)
+    edges = energy_grid(300, 0.5, 30.0)  # where every bin has flux (log is finite)
+    p0 = torch.tensor([[2.0, 2.43, 0.2, 0.6, 1e4]], dtype=torch.float64)  # gamma between table rows
     # gradient of the log-flux summed over the band, with respect to each parameter
     p = p0.clone().requires_grad_(True)
     torch.log(model(edges, p)).sum().backward()
