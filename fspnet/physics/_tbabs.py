@@ -123,7 +123,8 @@ class TBabs(Component):
     how XSPEC ``tbabs`` bins (``abund wilm``, 20 % H2, tbabs' grain depletions). The two
     point cross-sections come from a table generated from XSPEC 6.35 itself by
     ``scripts/make_tbabs_table.py`` (see ``fspnet/physics/data/README.md``); agreement
-    with XSPEC tbabs is ~1e-5 per bin for any N_H (tests/fspnet_tests/physics_tests).
+    with XSPEC tbabs: bin cross-sections to 5e-6, transmissions to < 3e-4 wherever T > 1e-30,
+    for any N_H (tests/fspnet_tests/physics_tests, docs/physics.md).
 
     Example:
         >>> edges = energy_grid()
