@@ -56,3 +56,27 @@ def _jsonable(obj: tp.Any) -> tp.Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def read_mapping(
+    path: str | os.PathLike[str], error: type[Exception] = ValueError, what: str = "config file"
+) -> dict[str, tp.Any]:
+    """Read a YAML (or JSON) file whose top level is a mapping; empty files give ``{}``.
+
+    Raises:
+        error: naming ``path`` when it is missing, not valid YAML/JSON or not a mapping.
+    """
+    import yaml  # JSON is a subset of YAML
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise error(f"{path}: not valid YAML/JSON: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise error(f"{path}: the top level must be a mapping, but got {type(data).__name__}")
+    return data

@@ -20,10 +20,10 @@ import dataclasses
 import os
 import types
 import typing as tp
-from pathlib import Path
 
 import yaml
 
+from fspnet._io import read_mapping
 from fspnet.errors import ConfigError
 
 __all__ = [
@@ -234,15 +234,7 @@ def load_config(path: str | os.PathLike[str] | None, overrides: tp.Mapping[str, 
     source = "config"
     if path is not None:
         source = str(path)
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{source}: config file not found")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{source}: not valid YAML: {e}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{source}: the top level must be a mapping, but got {type(raw).__name__}")
+        raw = read_mapping(path, ConfigError)
     raw = copy.deepcopy(raw)
     for key, value in (overrides or {}).items():
         try:

@@ -39,10 +39,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 from fspnet import __version__
+from fspnet._io import read_mapping
 from fspnet.data import SpectrumDataset, write_dataset
 from fspnet.errors import ConfigError, DataError, FspnetError
 
@@ -305,15 +305,7 @@ def load_synthesize_config(path: str | os.PathLike[str] | None, overrides: dict[
     """
     data: dict[str, tp.Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping, but got {type(data).__name__}")
+        data = read_mapping(path, ConfigError)
     data = {**data, **(overrides or {})}
     return validate_config(data, str(path) if path is not None else "synthesize config")
 

@@ -29,8 +29,8 @@ import warnings
 from pathlib import Path
 
 import optuna
-import yaml
 
+from fspnet._io import read_mapping
 from hpo._plugins import load_entry_points
 from hpo.errors import HpoError, StudyConfigError
 from hpo.space import TuneParam, apply_params, parse_tune_params
@@ -423,14 +423,7 @@ def load_study_config(path: str | os.PathLike[str], *, storage: str | None = Non
         StudyConfigError: ``"<file>: <key.path>: <problem>"`` for each problem.
     """
     path = Path(path)
-    if not path.is_file():
-        raise StudyConfigError(f"{path}: study file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise StudyConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise StudyConfigError(f"{path}: the top level must be a mapping, but got {type(raw).__name__}")
+    raw = read_mapping(path, StudyConfigError, "study file")
     errors: list[tuple[str, str]] = []
 
     def err(key: str, msg: str) -> None:

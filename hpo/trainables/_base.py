@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import abc
 import copy
-import json
 import typing as tp
 from pathlib import Path
 
-import yaml
 
+from fspnet._io import read_mapping
 from hpo.errors import TrainableError
 
 __all__ = ["Callback", "FunctionTrainable", "Trainable", "read_config_file"]
@@ -109,19 +108,7 @@ def read_config_file(path: str | Path) -> dict[str, tp.Any]:
     Raises:
         TrainableError: when the file is missing, unreadable or not a mapping.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise TrainableError(f"{path}: config file not found")
-    try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as e:
-        raise TrainableError(f"{path}: cannot read config ({e})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise TrainableError(f"{path}: config must be a mapping, but got {type(data).__name__}")
-    return data
+    return read_mapping(path, TrainableError)
 
 
 def _deep_update(base: dict[str, tp.Any], update: dict[str, tp.Any]) -> dict[str, tp.Any]:
