@@ -8,17 +8,19 @@ time), shows a progress bar and collates at the end.
 
 Two throughputs are printed for each side: end to end (process start to exit, including
 imports) and in the trial loop (first trial start to last trial end, from the storage).
-Target: hpo ≥ 0.9× raw Optuna.
+Each round runs raw and hpo on fresh storages, one after the other, alternating which goes
+first; the summary gives the median ratio per storage. Target: hpo ≥ 0.9× raw Optuna.
 
 Usage::
 
-    python benchmarks/bench_hpo_overhead.py [--workers 4] [--trials 60] [--storage sqlite|journal]
+    python benchmarks/bench_hpo_overhead.py [--workers 4] [--trials 60] [--storage sqlite journal] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,51 +89,68 @@ def _loop_throughput(url: str, name: str) -> tuple[int, float]:
     return len(finished), len(finished) / span
 
 
-def run(workers: int, trials: int, kind: str) -> dict[str, float]:
+def _hpo_study(folder: Path, url: str) -> Path:
+    study = {
+        "name": "hpo", "output_dir": str(folder / "out"), "storage": url, "trainable": "hpo.testing:instant",
+        "sampler": {"name": "RandomSampler"},
+        "pruner": {"name": "HyperbandPruner", "configs": {"min_resource": 1, "max_resource": 3}},
+        "config": {"epochs": 3},
+        "tune_params": {
+            "x": {"suggest": "float", "kwargs": {"low": -5, "high": 5}, "path": "x"},
+            "y": {"suggest": "float", "kwargs": {"low": -5, "high": 5}, "path": "y"},
+        },
+    }
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+def run(workers: int, trials: int, kind: str, hpo_first: bool = False) -> dict[str, float]:
+    """One raw and one hpo round on fresh storages; ``hpo_first`` swaps their order (the machine
+    is shared, so alternating the order spreads any drift in its load over both sides)."""
     with tempfile.TemporaryDirectory(prefix="bench_hpo_") as tmp:
         folder = Path(tmp)
-        raw_url = _storage_url(kind, folder, "raw")
+        raw_url, hpo_url = _storage_url(kind, folder, "raw"), _storage_url(kind, folder, "hpo")
+        study = _hpo_study(folder, hpo_url)
         # Raw Optuna workers race to create the SQLite tables ("table ... already exists");
         # create them first. (hpo.study.make_storage serialises that step with a file lock.)
         if kind == "sqlite":
             optuna.storages.RDBStorage(raw_url)
-        raw_wall = _launch([[sys.executable, "-c", RAW_WORKER, raw_url, "raw", str(trials)] for _ in range(workers)], folder)
+        raw_cmd = [sys.executable, "-c", RAW_WORKER, raw_url, "raw", str(trials)]
+        hpo_cmd = [sys.executable, "-m", "hpo.run", "--study", study.name, "--n-trials", str(trials), "--log-level", "WARNING"]
+        wall = {}
+        for side in ("hpo", "raw") if hpo_first else ("raw", "hpo"):
+            wall[side] = _launch([raw_cmd if side == "raw" else hpo_cmd for _ in range(workers)], folder)
         raw_n, raw_loop = _loop_throughput(raw_url, "raw")
-
-        hpo_url = _storage_url(kind, folder, "hpo")
-        study = {
-            "name": "hpo", "output_dir": str(folder / "out"), "storage": hpo_url, "trainable": "hpo.testing:instant",
-            "sampler": {"name": "RandomSampler"},
-            "pruner": {"name": "HyperbandPruner", "configs": {"min_resource": 1, "max_resource": 3}},
-            "config": {"epochs": 3},
-            "tune_params": {
-                "x": {"suggest": "float", "kwargs": {"low": -5, "high": 5}, "path": "x"},
-                "y": {"suggest": "float", "kwargs": {"low": -5, "high": 5}, "path": "y"},
-            },
-        }
-        (folder / "study.yaml").write_text(yaml.safe_dump(study))
-        cmd = [sys.executable, "-m", "hpo.run", "--study", "study.yaml", "--n-trials", str(trials), "--log-level", "WARNING"]
-        hpo_wall = _launch([cmd for _ in range(workers)], folder)
         hpo_n, hpo_loop = _loop_throughput(hpo_url, "hpo")
     total = workers * trials
     assert raw_n == hpo_n == total, (raw_n, hpo_n, total)
-    return {"raw_e2e": total / raw_wall, "hpo_e2e": total / hpo_wall, "raw_loop": raw_loop, "hpo_loop": hpo_loop}
+    return {"raw_e2e": total / wall["raw"], "hpo_e2e": total / wall["hpo"], "raw_loop": raw_loop, "hpo_loop": hpo_loop}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--trials", type=int, default=60, help="trials per worker")
-    parser.add_argument("--storage", choices=("sqlite", "journal"), default="sqlite")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--storage", choices=("sqlite", "journal"), nargs="+", default=["sqlite", "journal"])
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per storage; raw and hpo alternate who goes first")
     args = parser.parse_args()
-    print(f"{args.workers} processes x {args.trials} trials, {args.storage} storage, {os.cpu_count()} CPUs", flush=True)
+    print(f"bench_hpo_overhead: {args.workers} processes x {args.trials} trials per side, "
+          f"storages {', '.join(args.storage)}, {args.repeats} round(s) each, {os.cpu_count()} CPUs", flush=True)
+    print("throughput in trials/s; ratio = hpo / raw; target ratio >= 0.90", flush=True)
+    ratios: dict[tuple[str, str], list[float]] = {}
     for i in range(args.repeats):
-        r = run(args.workers, args.trials, args.storage)
-        print(f"run {i + 1}: end to end  raw {r['raw_e2e']:6.2f} trials/s   hpo {r['hpo_e2e']:6.2f} trials/s   "
-              f"ratio {r['hpo_e2e'] / r['raw_e2e']:.2f}")
-        print(f"       trial loop  raw {r['raw_loop']:6.2f} trials/s   hpo {r['hpo_loop']:6.2f} trials/s   "
-              f"ratio {r['hpo_loop'] / r['raw_loop']:.2f}   (target >= 0.90)")
+        for kind in args.storage:
+            r = run(args.workers, args.trials, kind, hpo_first=bool(i % 2))
+            for scope, label in (("e2e", "end to end"), ("loop", "trial loop")):
+                raw, hpo = r[f"raw_{scope}"], r[f"hpo_{scope}"]
+                ratios.setdefault((kind, label), []).append(hpo / raw)
+                print(f"round {i + 1}  {kind:7s}  {label:10s}  raw {raw:6.2f}  hpo {hpo:6.2f}  ratio {hpo / raw:.2f}", flush=True)
+    print("summary (median ratio over rounds, then every round):")
+    for (kind, label), values in ratios.items():
+        verdict = "ok" if statistics.median(values) >= 0.9 else "BELOW TARGET"
+        print(f"  {kind:7s}  {label:10s}  median {statistics.median(values):.2f}  "
+              f"[{' '.join(f'{v:.2f}' for v in values)}]  {verdict}")
 
 
 if __name__ == "__main__":

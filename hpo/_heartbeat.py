@@ -7,12 +7,20 @@ the same protection, through the storage API alone:
 
 * :class:`Heartbeat` — a daemon thread that stamps the running trial's system attribute
   ``hpo:heartbeat`` (Unix time and owner :func:`worker_key`) every ``interval_s``.
-* :func:`reap_stale_trials` — run by every worker before it asks for a trial, and by
-  ``hpo.collate`` / ``hpo.report`` (so a study whose workers are all dead is cleaned up too):
-  RUNNING trials whose heartbeat is older than ``grace_s`` become FAIL and are re-enqueued with
-  the same parameters. Exactly one reaper wins each trial (a conditional ``UPDATE`` on relational
-  storages, the journal's log order on journal storages), so each dead trial is retried once.
-  Trials suspended for a Slurm requeue (see :mod:`hpo._preempt`) get ``suspend_grace_s`` instead.
+* :func:`reap_stale_trials` — run by every worker when it starts and then at most once per
+  ``grace_s``, and by ``hpo.collate`` / ``hpo.report`` (so a study whose workers are all dead is
+  cleaned up too): RUNNING trials whose heartbeat is older than ``grace_s`` become FAIL and are
+  re-enqueued with the same parameters. Exactly one reaper wins each trial (a conditional
+  ``UPDATE`` on relational storages, the journal's log order on journal storages), so each dead
+  trial is retried once. Trials suspended for a Slurm requeue (see :mod:`hpo._preempt`) get
+  ``suspend_grace_s`` instead.
+
+Every storage operation costs (on a journal file each write takes the file's lock), so a
+:class:`hpo.run.Worker` writes no beat when a trial starts: in a study marked with the study
+system attribute ``hpo:heartbeats`` (set once by the first worker), a trial's own
+``datetime_start`` is its first beat. The worker's first explicit beat, which also names the
+owner, comes :data:`FIRST_BEAT_FRACTION` of an interval after the start, so trials shorter than
+that cost no heartbeat write at all.
 
 Counts add up: a reaped trial stays FAIL with ``hpo:reaped`` saying who reaped it and why, and
 its retry is a new trial whose user attribute ``retry_of`` names the failed trial's number.
@@ -41,13 +49,15 @@ from optuna.trial import FrozenTrial, TrialState
 __all__ = [
     "HEARTBEAT_KEY",
     "REAPED_KEY",
+    "STUDY_BEATS_KEY",
     "SUSPENDED_KEY",
     "Heartbeat",
     "HeartbeatHook",
     "HeartbeatSettings",
-    "fail_trial_once",
-    "owner_of",
     "fail_and_retry",
+    "fail_trial_once",
+    "mark_study",
+    "owner_of",
     "reap_stale_trials",
     "warn_if_network_filesystem",
     "worker_key",
@@ -58,6 +68,11 @@ _log = logging.getLogger(__name__)
 #: System attribute of a running trial: ``{"t": Unix time of the last beat, "worker": owner key}``
 #: (one attribute, so a beat is one storage write).
 HEARTBEAT_KEY = "hpo:heartbeat"
+#: Study system attribute: its workers beat, so a RUNNING trial without a beat is beating at its
+#: ``datetime_start`` (trials of unmarked studies without a beat are plain Optuna's: left alone).
+STUDY_BEATS_KEY = "hpo:heartbeats"
+#: A worker's first beat for a trial comes this fraction of ``interval_s`` after the trial started.
+FIRST_BEAT_FRACTION = 0.25
 #: System attribute: Unix time at which the owner suspended the trial for a requeue, or ``None``.
 SUSPENDED_KEY = "hpo:suspended"
 #: System attribute on a reaped trial: ``{"by", "at", "reason"}``.
@@ -237,8 +252,9 @@ def reap_stale_trials(
     """Fail the study's dead RUNNING trials and re-enqueue their parameters.
 
     A trial is dead when its heartbeat is older than ``settings.grace_s`` (``suspend_grace_s``
-    while it is suspended for a requeue). Trials without a heartbeat (run by plain Optuna) are
-    left alone. Each dead trial is retried at most ``settings.max_retries`` times in a chain.
+    while it is suspended for a requeue). A trial without a heartbeat is beating at its
+    ``datetime_start`` in a study marked by :func:`mark_study`, and is left alone otherwise (run
+    by plain Optuna). Each dead trial is retried at most ``settings.max_retries`` times in a chain.
 
     Args:
         study: the study to clean.
@@ -253,8 +269,12 @@ def reap_stale_trials(
     reaper = reaper or worker_key()
     now = time.time() if now is None else now
     reaped: list[int] = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        age = _stale_age(trial, settings, now)
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return reaped
+    started_beats = STUDY_BEATS_KEY in study._storage.get_study_system_attrs(study._study_id)
+    for trial in running:
+        age = _stale_age(trial, settings, now, started_beats)
         if age is None:
             continue
         suspended = trial.system_attrs.get(SUSPENDED_KEY) is not None
@@ -286,6 +306,12 @@ def fail_and_retry(study: optuna.Study, trial: FrozenTrial, reaper: str, reason:
         return True
     study.enqueue_trial(dict(trial.params), user_attrs={RETRY_OF_ATTR: trial.number, RETRIES_ATTR: retries + 1})
     return True
+
+
+def mark_study(study: optuna.Study) -> None:
+    """Mark ``study`` as one whose workers beat (one write, by the first worker only)."""
+    if STUDY_BEATS_KEY not in study._storage.get_study_system_attrs(study._study_id):
+        study._storage.set_study_system_attr(study._study_id, STUDY_BEATS_KEY, True)
 
 
 def owner_of(trial: FrozenTrial) -> str | None:
@@ -333,13 +359,20 @@ def _filesystem_type(path: Path) -> str | None:
     return fs
 
 
-def _stale_age(trial: FrozenTrial, settings: HeartbeatSettings, now: float) -> float | None:
-    """Seconds since the last heartbeat if the trial is dead, else ``None``."""
+def _stale_age(trial: FrozenTrial, settings: HeartbeatSettings, now: float, started_beats: bool) -> float | None:
+    """Seconds since the last heartbeat if the trial is dead, else ``None``.
+
+    ``started_beats``: a trial without a beat beats at its ``datetime_start`` (a marked study).
+    """
     beat = trial.system_attrs.get(HEARTBEAT_KEY)
-    if not isinstance(beat, dict):
+    if isinstance(beat, dict):
+        last = float(beat["t"])
+    elif started_beats and trial.datetime_start is not None:
+        last = trial.datetime_start.timestamp()  # Optuna stores it naive, in local time
+    else:
         return None
     suspended = trial.system_attrs.get(SUSPENDED_KEY)
-    age = now - max(float(beat["t"]), float(suspended or 0.0))
+    age = now - max(last, float(suspended or 0.0))
     limit = settings.suspend_grace_s if suspended is not None else settings.grace_s
     return age if age > limit else None
 
@@ -365,10 +398,13 @@ class HeartbeatHook(TrialHook):
     """Beats for every trial a :class:`hpo.run.Worker` runs; reaps dead trials between trials.
 
     Installed on every worker by :func:`_setup_worker`. One daemon thread per worker beats for
-    whichever trial is running (the first beat of a trial is written synchronously). The reaper
-    runs when the worker starts and then at most once per ``interval_s``, as a trial source that
-    yields nothing of its own, except when the study's ``max_trials`` is reached while retries
-    wait: those still run, so that a dead trial's parameters are never lost.
+    whichever trial is running. Starting a trial writes nothing: its ``datetime_start`` is its
+    first beat (the study is marked by :func:`mark_study`); the first explicit beat, naming the
+    owner, comes ``FIRST_BEAT_FRACTION * interval_s`` later and then one every ``interval_s``.
+    A resumed trial beats at once (its ``datetime_start`` is old). The reaper runs when the
+    worker starts and then at most once per ``grace_s`` (a trial cannot go stale faster), as a
+    trial source that yields nothing of its own, except when the study's ``max_trials`` is
+    reached while retries wait: those still run, so that a dead trial's parameters are never lost.
     """
 
     def __init__(self, study: optuna.Study, key: str, settings: HeartbeatSettings, max_trials: int | None = None) -> None:
@@ -377,17 +413,22 @@ class HeartbeatHook(TrialHook):
         self.settings = settings
         self.max_trials = max_trials
         self._beat: Heartbeat | None = None
-        self._lock = threading.Lock()
+        self._due = float("inf")  # time.monotonic() of the next beat
+        self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._last_reap = -float("inf")
 
     def on_trial_start(self, trial: optuna.Trial, run_dir: Path, resume: bool) -> None:
         beat = Heartbeat(self.study._storage, trial._trial_id, self.key, self.settings.interval_s)
-        if resume:
+        first_s = FIRST_BEAT_FRACTION * self.settings.interval_s
+        if resume:  # its datetime_start is old: clear the suspension and beat now
             self.study._storage.set_trial_system_attr(trial._trial_id, SUSPENDED_KEY, None)
-        beat.beat()
-        with self._lock:
+            beat.beat()
+            first_s = self.settings.interval_s
+        with self._wake:
             self._beat = beat
+            self._due = time.monotonic() + first_s
+            self._wake.notify()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="hpo-heartbeat", daemon=True)
             self._thread.start()
@@ -397,23 +438,25 @@ class HeartbeatHook(TrialHook):
 
     def stop(self) -> None:
         """Stop beating for the current trial (also used before a preempted worker exits)."""
-        with self._lock:
+        with self._wake:
             self._beat = None
 
     def _run(self) -> None:
         while True:
-            time.sleep(self.settings.interval_s)
-            with self._lock:
+            with self._wake:
+                while self._beat is None or time.monotonic() < self._due:
+                    self._wake.wait(None if self._beat is None else self._due - time.monotonic())
                 beat = self._beat
-            if beat is not None and not beat.beat():
-                _log.warning("trial id %d finished elsewhere (reaped?); heartbeat stops", beat.trial_id)
-                with self._lock:
-                    if self._beat is beat:
+                self._due = time.monotonic() + self.settings.interval_s
+            if not beat.beat():
+                with self._wake:
+                    if self._beat is beat:  # not merely a trial that ended while we beat
+                        _log.warning("trial id %d finished elsewhere (reaped?); heartbeat stops", beat.trial_id)
                         self._beat = None
 
     def trial_source(self, worker: tp.Any) -> tuple[optuna.Trial, bool] | None:
         """Reap (rate-limited); hand out a waiting retry when ``max_trials`` would stop the worker."""
-        if time.monotonic() - self._last_reap >= self.settings.interval_s:
+        if time.monotonic() - self._last_reap >= self.settings.grace_s:
             self._last_reap = time.monotonic()
             try:
                 reap_stale_trials(self.study, self.settings, reaper=self.key)
@@ -431,6 +474,7 @@ def _setup_worker(worker: tp.Any) -> None:
     rdb = _rdb_backend(worker.study._storage)
     if rdb is not None and rdb.engine.url.get_backend_name() == "sqlite" and rdb.engine.url.database:
         warn_if_network_filesystem(rdb.engine.url.database)
+    mark_study(worker.study)
     hook = HeartbeatHook(worker.study, worker_key(), HeartbeatSettings.from_env(), getattr(worker.cfg, "max_trials", None))
     worker.hooks.append(hook)
     worker.trial_sources.append(hook.trial_source)

@@ -19,7 +19,8 @@ The flow, wired into every :class:`hpo.run.Worker` under Slurm by :func:`_setup_
    ``resume=True``, which continues from the checkpoint. Reported intermediate values stay.
 
 A RUNNING trial owned by this key that was *not* suspended (the previous run of this job was
-killed before it could checkpoint) cannot be resumed; it is failed and retried at once.
+killed before it could checkpoint) cannot be resumed; it is failed and retried at once (one
+killed before its first beat names no owner yet and is left to the reaper).
 :meth:`PreemptionHandler.wrap` and :meth:`PreemptionHandler.raise_if_requested` give the same
 behaviour to code that calls a trainable without :mod:`hpo.run`.
 """
@@ -39,6 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo._extensions import register_worker_setup
 from hpo._heartbeat import (
+    HEARTBEAT_KEY,
     SUSPENDED_KEY,
     HeartbeatHook,
     HeartbeatSettings,
@@ -151,9 +153,15 @@ class PreemptionHandler:
         self.uninstall()
 
 
-def suspend_trial(study: optuna.Study, trial_id: int) -> None:
-    """Mark a RUNNING trial as suspended: its checkpoint is written, its job will come back."""
-    study._storage.set_trial_system_attr(trial_id, SUSPENDED_KEY, time.time())
+def suspend_trial(study: optuna.Study, trial_id: int, key: str) -> None:
+    """Mark a RUNNING trial as suspended: its checkpoint is written, its job will come back.
+
+    It also beats as ``key``, so that the trial names its owner for :func:`claim_own_trials`
+    even when it is suspended before the worker's first beat.
+    """
+    now = time.time()
+    study._storage.set_trial_system_attr(trial_id, HEARTBEAT_KEY, {"t": now, "worker": key})
+    study._storage.set_trial_system_attr(trial_id, SUSPENDED_KEY, now)
 
 
 def requeue_job(environ: tp.Mapping[str, str] | None = None) -> bool:
@@ -263,7 +271,7 @@ class PreemptHook(TrialHook):
         # Someone will run this worker key again: Slurm's requeue, or whoever set HPO_WORKER_KEY.
         resumable = (slurm and (self.handler.requeue or _job_returns())) or bool(os.environ.get("HPO_WORKER_KEY"))
         if trial is not None and resumable:
-            suspend_trial(study, trial._trial_id)
+            suspend_trial(study, trial._trial_id, self.key)
             _log.warning("trial %d suspended with its checkpoint; worker %s resumes it after the requeue",
                          trial.number, self.key)
         elif trial is not None:
