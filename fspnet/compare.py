@@ -169,7 +169,7 @@ def _write(out: Path, rows: list[dict[str, tp.Any]]) -> None:
     write_csv(out / "compare.csv", header, table)
     report = Report(out, "FSP-Net network comparison")
     report.section("table", "Networks")
-    labels = [Path(r["run"]).name or r["run"] for r in rows]
+    labels = [_label(r["run"]) for r in rows]
     report.table(
         ["run", "encoder weights", "decoder weights", "mean median |Δ| % range", "worst % range", "median reduced PGStat", "CPU s/spectrum", "GPU s/spectrum"],
         [[lab, r["encoder_weights"], r["decoder_weights"], r["mean_median_abs_delta_pct"], r["worst_median_abs_delta_pct"],
@@ -181,6 +181,12 @@ def _write(out: Path, rows: list[dict[str, tp.Any]]) -> None:
     report.section("plot", "Plot")
     report.figure(_plot(rows, labels), "compare")
     report.write(out / "compare.html")
+
+
+def _label(run: str) -> str:
+    """``parent/name`` of a run directory: run folders are often all called ``encoder``."""
+    p = Path(run)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
 
 
 def _plot(rows: list[dict[str, tp.Any]], labels: list[str]) -> tp.Any:
@@ -215,7 +221,7 @@ def _format_table(rows: list[dict[str, tp.Any]]) -> str:
 
     head = ["run", "weights", "mean |Δ|%", "worst |Δ|%", "PGStat", "CPU s/spec", "GPU s/spec"]
     body = [
-        [Path(r["run"]).name, str(r["encoder_weights"] + r["decoder_weights"]), fmt(r["mean_median_abs_delta_pct"]),
+        [_label(r["run"]), str(r["encoder_weights"] + r["decoder_weights"]), fmt(r["mean_median_abs_delta_pct"]),
          fmt(r["worst_median_abs_delta_pct"]), fmt(r["median_reduced_pgstat"]), fmt(r["cpu_s_per_spectrum"]), fmt(r["gpu_s_per_spectrum"])]
         for r in rows
     ]  # fmt: skip

@@ -97,7 +97,7 @@ def stat_summary(values: np.ndarray) -> dict[str, float]:
 
 
 def plot_pgstat(stats: dict[str, np.ndarray]) -> tp.Any:
-    """Histograms of log10 reduced pgstat for each parameter set, medians marked."""
+    """Histograms of log10 reduced pgstat for each parameter set, medians marked (values past 1e6 in the last bin)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.0, 3.8), layout="constrained")
@@ -111,7 +111,7 @@ def plot_pgstat(stats: dict[str, np.ndarray]) -> tp.Any:
         v = v[np.isfinite(v) & (v > 0)]
         if not v.size:
             continue
-        ax.hist(np.log10(v), bins=bins, histtype="step", lw=1.5, color=f"C{i}", label=f"{labels.get(key, key)}: median {np.median(v):.3g}")
+        ax.hist(np.clip(np.log10(v), bins[0], bins[-1]), bins=bins, histtype="step", lw=1.5, color=f"C{i}", label=f"{labels.get(key, key)}: median {np.median(v):.3g}")
         ax.axvline(np.log10(np.median(v)), color=f"C{i}", ls="--", lw=0.8)
     ax.axvline(0.0, color="k", lw=0.6)
     ax.set_xlabel("log10 reduced PGStat (0.3-10 keV)")
