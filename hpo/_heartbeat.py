@@ -315,9 +315,12 @@ def mark_study(study: optuna.Study) -> None:
 
 
 def owner_of(trial: FrozenTrial) -> str | None:
-    """The :func:`worker_key` of the worker that last beat for ``trial``."""
+    """The :func:`worker_key` of the worker that last beat for ``trial``, or that recorded its result."""
     beat = trial.system_attrs.get(HEARTBEAT_KEY)
-    return beat.get("worker") if isinstance(beat, dict) else None
+    if isinstance(beat, dict):
+        return beat.get("worker")
+    result = trial.user_attrs.get("result")
+    return result.get("worker") if isinstance(result, dict) else None
 
 
 def warn_if_network_filesystem(path: str | os.PathLike[str]) -> bool:
@@ -432,6 +435,9 @@ class HeartbeatHook(TrialHook):
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="hpo-heartbeat", daemon=True)
             self._thread.start()
+
+    def on_train_end(self, trial: optuna.Trial, result: tp.Any) -> None:
+        self.stop()  # before the result is told, so no beat races the trial's end
 
     def on_trial_end(self, trial: optuna.Trial, outcome: tp.Any) -> None:
         self.stop()

@@ -24,7 +24,6 @@ import hashlib
 import logging
 import math
 import os
-import socket
 import sys
 import time
 import typing as tp
@@ -33,6 +32,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo._extensions import setup_worker
+from hpo._heartbeat import worker_key
 from hpo.errors import HpoError
 from hpo.objective import Objective, TrialHook, TrialOutcome
 from hpo.study import StudyConfig, create_or_load_study, load_study_config, make_storage, mask_url
@@ -60,17 +60,6 @@ class RunSummary:
     @property
     def n_trials(self) -> int:
         return self.n_complete + self.n_pruned + self.n_failed
-
-
-def worker_id() -> str:
-    """This worker's identity: ``HPO_WORKER_ID``, else the Slurm array/proc ids, else host:pid."""
-    if os.environ.get("HPO_WORKER_ID"):
-        return os.environ["HPO_WORKER_ID"]
-    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
-    if job:
-        task = os.environ.get("SLURM_ARRAY_TASK_ID", "0")
-        return f"slurm-{job}-{task}-{os.environ.get('SLURM_PROCID', '0')}"
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def worker_seed(base_seed: int, worker: str) -> int:
@@ -103,7 +92,7 @@ class Worker:
         storage: overrides ``cfg.storage`` (a URL or an Optuna storage).
         hooks: :class:`~hpo.objective.TrialHook` objects called around every trial.
         trial_sources: tried in order before ``study.ask()`` by :meth:`start_trial`.
-        worker: this worker's id (default :func:`worker_id`).
+        worker: this worker's id (default :func:`hpo._heartbeat.worker_key`, stable across requeues).
         progress: show a tqdm bar (trials done / best).
     """
 
@@ -118,7 +107,7 @@ class Worker:
         progress: bool = True,
     ) -> None:
         self.cfg = cfg
-        self.worker = worker or worker_id()
+        self.worker = worker or worker_key()
         self.sampler_seed = worker_seed(cfg.seed, self.worker)
         self.storage = make_storage(storage if storage is not None else cfg.storage)
         self.study = create_or_load_study(cfg, self.storage, cfg.sampler_for(self.sampler_seed))

@@ -80,9 +80,6 @@ class JobWorkers:
             if self.n_workers > 1:
                 env["HPO_WORKER_INDEX"] = str(i)
                 env["HPO_REQUEUE"] = "0"  # the job requeues once, below
-                if "HPO_WORKER_ID" not in self.env:
-                    base = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID") or str(os.getpid())
-                    env["HPO_WORKER_ID"] = f"{base}-{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}-{i}"
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
             procs.append(subprocess.Popen([self.python, "-m", "hpo.run", *self.argv], env=env))
