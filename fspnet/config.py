@@ -206,6 +206,12 @@ def from_dict(data: tp.Mapping[str, tp.Any], *, source: str = "config", cls: typ
     return value
 
 
+def build(data: tp.Any, cls: type[_T], errors: list[str]) -> _T:
+    """Build the dataclass ``cls`` from ``data`` without raising: each problem is appended to
+    ``errors`` as ``"<key.path>: <problem>"`` so callers can add their own checks and raise once."""
+    return _convert(data, cls, "", errors)
+
+
 def to_dict(config: tp.Any) -> dict[str, tp.Any]:
     """Return a dataclass config as a plain (JSON/YAML-ready) dict."""
     return dataclasses.asdict(config)
@@ -374,11 +380,11 @@ def _convert(value: tp.Any, t: tp.Any, path: str, errors: list[str]) -> tp.Any:
             sub = _join(path, name)
             before = len(errors)
             v = _convert(value[name], hints[name], sub, errors)
+            if len(errors) > before and not dataclasses.is_dataclass(v):
+                continue  # a bad value keeps its default, so later checks still see good types
             check = f.metadata.get("check")
-            if len(errors) == before and check is not None and v is not None:
-                problem = check(v)
-                if problem:
-                    errors.append(f"{sub}: {problem}")
+            if check is not None and v is not None and (problem := check(v)):
+                errors.append(f"{sub}: {problem}")
             kwargs[name] = v
         try:
             return t(**kwargs)  # type: ignore[operator]
@@ -413,6 +419,8 @@ def _convert(value: tp.Any, t: tp.Any, path: str, errors: list[str]) -> tp.Any:
         bad = [k for k in value if not isinstance(k, str)]
         if bad:
             errors.append(f"{where}: keys must be strings, but got {bad!r}")
+        if len(args) == 2 and dataclasses.is_dataclass(args[1]):
+            return {k: _convert(v, args[1], _join(path, str(k)), errors) for k, v in value.items()}
         return copy.deepcopy(dict(value))
     if t is tp.Any:
         return value

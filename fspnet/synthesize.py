@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from fspnet import __version__
 from fspnet._io import read_mapping
+from fspnet.config import build
 from fspnet.data import SpectrumDataset, write_dataset
 from fspnet.errors import ConfigError, DataError, FspnetError
 
@@ -151,82 +152,6 @@ class SynthesizeConfig:
         return dataclasses.asdict(self)
 
 
-_NESTED: dict[str, type] = {
-    "model": ModelGridConfig,
-    "response": ResponseConfig,
-    "sampling": SamplingConfig,
-    "exposure": ExposureConfig,
-    "background": BackgroundConfig,
-}
-
-
-def _build(cls: type, data: tp.Any, path: str, errors: list[str]) -> tp.Any:
-    """Build dataclass ``cls`` from ``data``; append every problem (with its key path) to ``errors``."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        errors.append(f"{path or '<top>'}: must be a mapping, but got {type(data).__name__}")
-        return cls()
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, tp.Any] = {}
-    for key, value in data.items():
-        where = f"{path}.{key}" if path else str(key)
-        if key not in fields:
-            errors.append(f"{where}: unknown key; valid keys are {', '.join(sorted(fields))}")
-            continue
-        default = getattr(cls(), key)
-        if key in _NESTED and cls is SynthesizeConfig:
-            kwargs[key] = _build(_NESTED[key], value, where, errors)
-        elif cls is SamplingConfig and key == "params":
-            if not isinstance(value, dict):
-                errors.append(f"{where}: must map parameter names to {{low, high, log}}")
-                continue
-            kwargs[key] = {str(k): _build(ParamRange, v, f"{where}.{k}", errors) for k, v in value.items()}
-        else:
-            kwargs[key] = _check_scalar(value, default, fields[key], where, errors)
-    return cls(**kwargs)
-
-
-def _check_scalar(value: tp.Any, default: tp.Any, field: dataclasses.Field, where: str, errors: list[str]) -> tp.Any:
-    hint = str(field.type)
-    if value is None:
-        if "None" in hint:
-            return None
-        errors.append(f"{where}: must not be null")
-        return default
-    if "bool" in hint:
-        if not isinstance(value, bool):
-            errors.append(f"{where}: must be true or false, but got {value!r}")
-            return default
-        return value
-    if "list" in hint:
-        if not (isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-            errors.append(f"{where}: must be a list of numbers, but got {value!r}")
-            return default
-        return [float(v) for v in value]
-    if hint.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(f"{where}: must be an integer, but got {value!r}")
-            return default
-        return value
-    if "float" in hint:
-        if isinstance(value, str):  # PyYAML reads 1.0e10 (no sign in the exponent) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            errors.append(f"{where}: must be a number, but got {value!r}")
-            return default
-        return float(value)
-    if "str" in hint:
-        if not isinstance(value, (str, os.PathLike)):
-            errors.append(f"{where}: must be a string, but got {value!r}")
-            return default
-        return str(value)
-    return value
-
-
 def validate_config(data: dict[str, tp.Any] | None, source: str = "synthesize config") -> SynthesizeConfig:
     """Check a synthesize config (a plain dict) and return the resolved :class:`SynthesizeConfig`.
 
@@ -236,7 +161,7 @@ def validate_config(data: dict[str, tp.Any] | None, source: str = "synthesize co
         ConfigError: e.g. ``configs/synthesize.yaml: exposure.range: must be [low, high] with 0 < low <= high``.
     """
     errors: list[str] = []
-    cfg = _build(SynthesizeConfig, data, "", errors)
+    cfg = build(data, SynthesizeConfig, errors)
     from fspnet.physics import SourceModel
 
     names = list(SourceModel().param_names)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from fspnet._io import atomic_path, write_json, write_text
+from fspnet.config import build
 from hpo.errors import TrainableError
 from hpo.trainables._base import Callback, Trainable
 
@@ -94,36 +95,30 @@ class TrainingConfig:
     plots: bool = True
 
 
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "optimizer": OptimizerConfig, "training": TrainingConfig}
-_TOP = {"run_dir": None, "seed": 0, "resume": False, "device": "auto", "quick_scan": None}
+@dataclasses.dataclass
+class MLPConfig:
+    """The whole config of the MLP trainable; every field has a default."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    run_dir: str | None = None
+    seed: int = 0
+    resume: bool = False
+    device: str = "auto"
+    quick_scan: int | None = None
 
 
 def default_mlp_config() -> dict[str, tp.Any]:
     """The full default config of the MLP trainable as a plain dict."""
-    cfg: dict[str, tp.Any] = {k: dataclasses.asdict(cls()) for k, cls in _SECTIONS.items()}
-    cfg.update(copy.deepcopy(_TOP))
-    return cfg
+    return dataclasses.asdict(MLPConfig())
 
 
 def check_mlp_config(config: dict[str, tp.Any]) -> list[str]:
     """Return every problem of ``config`` as ``"key.path: message"`` (empty when valid)."""
     errors: list[str] = []
-    for key in config:
-        if key not in _SECTIONS and key not in _TOP:
-            errors.append(f"{key}: unknown key; valid keys are {', '.join([*_SECTIONS, *_TOP])}")
-    for section, cls in _SECTIONS.items():
-        values = config.get(section, {})
-        if not isinstance(values, dict):
-            errors.append(f"{section}: must be a mapping, but got {type(values).__name__}")
-            continue
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        for key, value in values.items():
-            if key not in fields:
-                errors.append(f"{section}.{key}: unknown key; valid keys are {', '.join(fields)}")
-                continue
-            default = getattr(cls(), key)
-            if not _same_type(value, default):
-                errors.append(f"{section}.{key}: must be like {default!r}, but got {value!r}")
+    build(config, MLPConfig, errors)
     m, o, t, d = (config.get(k, {}) if isinstance(config.get(k), dict) else {} for k in ("model", "optimizer", "training", "data"))
     choices = (("model", "activation", ACTIVATIONS, m), ("optimizer", "name", OPTIMIZERS, o), ("training", "loss", LOSSES, t))
     for section, key, table, values in choices:
@@ -138,16 +133,6 @@ def check_mlp_config(config: dict[str, tp.Any]) -> list[str]:
     if isinstance(d.get("val_fraction"), (int, float)) and not 0 < d["val_fraction"] < 1:
         errors.append(f"data.val_fraction: must be in (0, 1), but got {d['val_fraction']}")
     return errors
-
-
-def _same_type(value: tp.Any, default: tp.Any) -> bool:
-    if default is None:
-        return value is None or (isinstance(value, int) and not isinstance(value, bool))
-    if isinstance(default, bool):
-        return isinstance(value, bool) or (isinstance(value, list) and all(isinstance(i, int) for i in value))
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
 
 
 class MLPTrainable(Trainable):

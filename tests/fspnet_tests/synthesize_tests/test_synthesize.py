@@ -121,7 +121,7 @@ def test_config_errors_name_every_key_path(tmp_path):
         "cfg.yaml: sampling.params.mass: unknown parameter; valid parameters are nh, gamma, fsc, kt_max, norm",
         "cfg.yaml: sampling.typo: unknown key; valid keys are method, params",
         "cfg.yaml: seeds: unknown key",
-        "cfg.yaml: chunk_size: must be an integer, but got 'big'",
+        "cfg.yaml: chunk_size: expected int, but got str 'big'",
     ):
         assert piece in msg
     (tmp_path / "c.yaml").write_text("background: {file: nowhere.pha}\n")
