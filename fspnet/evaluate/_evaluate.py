@@ -33,7 +33,7 @@ from fspnet import __version__
 from fspnet._io import write_json
 from fspnet.errors import FspnetError
 from fspnet.evaluate import _context as ctx
-from fspnet.evaluate._recovery import TARGET_PCT, plot_pairs, plot_recovery, plot_residuals, recovery_stats
+from fspnet.evaluate._recovery import TARGET_PCT, plot_pairs, plot_recovery, plot_recovery_map, plot_residuals, recovery_stats
 from fspnet.evaluate._report import Report, mark, write_csv
 from fspnet.evaluate._spectral import LEVELS, FitRun, plot_pgstat, plot_reconstructions, run_fit, sigma_of, stat_summary
 
@@ -265,7 +265,7 @@ def evaluate(
     report = Report(out_dir, f"FSP-Net evaluation: {run.path.name} on {Path(data_name).name}")
     _write_tables(out_dir, summary, names, pred, true, rows, fits, levels, param_names)
     _header(report, summary)
-    _recovery_section(report, summary, pred, ref, ref_rows, ref_label, infos)
+    _recovery_section(report, summary, pred, ref, ref_rows, ref_label, infos, fits.get("fit"), rows)
     curves, sample = _reconstructions(run, ds, physics, obs, pred, fits, rows, opt.n_plot)
     _spectral_section(report, summary, levels, curves, sample, ds, obs, physics, names)
     _timing_section(report, summary)
@@ -456,7 +456,8 @@ def _header(report: Report, s: dict[str, tp.Any]) -> None:
 
 
 def _recovery_section(
-    report: Report, s: dict[str, tp.Any], pred: np.ndarray, ref: np.ndarray | None, ref_rows: np.ndarray | None, ref_label: str, infos: list[ctx.ParamInfo]
+    report: Report, s: dict[str, tp.Any], pred: np.ndarray, ref: np.ndarray | None, ref_rows: np.ndarray | None,
+    ref_label: str, infos: list[ctx.ParamInfo], fit: FitRun | None, rows: np.ndarray,
 ) -> None:
     report.section("recovery", "Parameter recovery")
     if ref is None or ref_rows is None:
@@ -483,6 +484,14 @@ def _recovery_section(
     pr = pred[ref_rows]
     report.figure(plot_recovery(pr, ref, infos, ref_label), "recovery", "Predicted against reference; red crosses are pegged predictions.")
     report.figure(plot_residuals(pr, ref, infos, s["recovery"]["methods"]["encoder"]), "residuals", "Δ distributions; orange: ± median |Δ|, red dashed: ± 5 % of the range.")
+    methods = {"encoder": (pr, ref)}
+    if ref_label == "true" and fit is not None:
+        methods["traditional fit"] = (fit.params, ref[rows])
+    report.figure(
+        plot_recovery_map(methods, infos), "recovery_map",
+        "Median |Δ| of each parameter (rows) in equal-count bins of each true parameter (columns); "
+        "red dashed: 5 % of the range. Where the traditional fit loses a parameter too, the spectra do not constrain it.",
+    )  # fmt: skip
     report.figure(plot_pairs(pr, ref, infos), "pairs", "Pair plot of predictions (blue) and reference (grey), transformed units.")
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from fspnet.evaluate._context import ParamInfo
 
-__all__ = ["plot_pairs", "plot_recovery", "plot_residuals", "recovery_stats"]
+__all__ = ["plot_pairs", "plot_recovery", "plot_recovery_map", "plot_residuals", "recovery_stats"]
 
 TARGET_PCT = 5.0  # issue 6: median |Δ| <= 5 % of each parameter's (log-)range
 
@@ -106,6 +106,51 @@ def plot_residuals(pred: np.ndarray, ref: np.ndarray, infos: tp.Sequence[ParamIn
         ax.set_title(f"median |Δ| {s['median_abs_delta_pct']:.2f}% of range", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0, 0].set_ylabel("spectra")
+    return fig
+
+
+def plot_recovery_map(
+    methods: dict[str, tuple[np.ndarray, np.ndarray]], infos: tp.Sequence[ParamInfo], n_bins: int = 6
+) -> tp.Any:
+    """Median |Δ| (% of range) of every parameter (rows) in bins of every reference parameter (columns).
+
+    Where a traditional fit is drawn too, the regions where both it and the encoder lose a
+    parameter are the data's own limit (a parameter the spectra do not constrain), not the network's.
+
+    Args:
+        methods: ``{label: (pred [N, P], ref [N, P])}`` in physical units, e.g. the encoder and the fit.
+        infos: the P parameter descriptions.
+        n_bins: equal-count bins of each reference parameter.
+    """
+    import matplotlib.pyplot as plt
+
+    p = len(infos)
+    fig, axes = plt.subplots(p, p, figsize=(2.2 * p, 1.9 * p), layout="constrained", squeeze=False, sharey="row")
+    for k, (label, (pred, ref)) in enumerate(methods.items()):
+        err = np.stack([100 * np.abs(i.to_axis(pred[:, j]) - i.to_axis(ref[:, j])) / i.span for j, i in enumerate(infos)], 1)
+        for c, info in enumerate(infos):
+            x = info.to_axis(ref[:, c])
+            ok = np.isfinite(x)
+            edges = np.unique(np.quantile(x[ok], np.linspace(0, 1, n_bins + 1))) if ok.sum() >= n_bins else np.array([])
+            if edges.size < 2:
+                continue
+            which = np.clip(np.searchsorted(edges, x[ok], side="right") - 1, 0, edges.size - 2)
+            centres = 0.5 * (edges[1:] + edges[:-1])
+            for r in range(p):
+                e = err[ok, r]
+                med = [np.nanmedian(e[which == b]) if np.any(which == b) else np.nan for b in range(edges.size - 1)]
+                axes[r, c].plot(centres, med, "o-", ms=3, lw=1, color=f"C{k}", label=label)
+    for r, ri in enumerate(infos):
+        for c, ci in enumerate(infos):
+            ax = axes[r, c]
+            ax.axhline(TARGET_PCT, color="C3", lw=0.8, ls="--")
+            ax.set_yscale("log")
+            ax.tick_params(labelsize=6)
+            if r == p - 1:
+                ax.set_xlabel(f"true {'log ' if ci.log else ''}{ci.name}", fontsize=7)
+            if c == 0:
+                ax.set_ylabel(f"|Δ {ri.name}| % range", fontsize=7)
+    axes[0, 0].legend(fontsize=6)
     return fig
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from fspnet.data import SpectrumDataset
 from fspnet.evaluate._context import ParamInfo, exposures, param_infos
-from fspnet.evaluate._recovery import recovery_stats
+from fspnet.evaluate._recovery import plot_recovery_map, recovery_stats
 
 
 def test_param_infos_take_the_models_bounds():
@@ -34,6 +34,23 @@ def test_recovery_stats_in_transformed_units():
     assert s["gamma"]["median_abs_delta_pct"] == pytest.approx(10.0)
     assert not s["gamma"]["target_met"]
     assert s["gamma"]["scatter"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_recovery_map_bins_the_error_by_each_true_parameter():
+    import matplotlib.pyplot as plt
+
+    infos = [ParamInfo("gamma", "", False, 1.0, 3.0), ParamInfo("kt", "keV", True, 0.1, 10.0)]
+    rng = np.random.default_rng(0)
+    ref = np.stack([rng.uniform(1.0, 3.0, 600), 10 ** rng.uniform(-1, 1, 600)], 1)
+    pred = ref.copy()
+    pred[:, 0] += np.where(ref[:, 1] > 1.0, 0.2, 0.02)  # gamma is lost where kt > 1: 10 % vs 1 %
+    fig = plot_recovery_map({"encoder": (pred, ref)}, infos, n_bins=4)
+    line = fig.axes[1].get_lines()[0]  # row gamma, column kt
+    assert np.allclose(line.get_ydata(), [1.0, 1.0, 10.0, 10.0])
+    assert np.allclose(line.get_xdata(), np.sort(line.get_xdata())) and -1 < line.get_xdata()[0] < 0
+    flat = fig.axes[0].get_lines()[0].get_ydata()  # gamma against gamma: a mix of both, no trend
+    assert np.all((flat > 0.99) & (flat < 10.01))
+    plt.close(fig)
 
 
 def _dataset(source: dict, spectra: np.ndarray, sigma: np.ndarray | None = None) -> SpectrumDataset:

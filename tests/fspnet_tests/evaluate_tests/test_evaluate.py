@@ -29,9 +29,9 @@ def test_html_has_every_section_and_is_self_contained(report):
     html = (report / "report.html").read_text()
     for anchor in ("overview", "recovery", "spectral", "timing", "saliency", "real"):
         assert f'id="{anchor}"' in html
-    assert html.count("data:image/png;base64,") >= 7  # recovery x3, pgstat, reconstructions, saliency, real
+    assert html.count("data:image/png;base64,") >= 8  # recovery x4, pgstat, reconstructions, saliency, real
     assert "<script src" not in html and "<link" not in html  # nothing fetched when opened offline
-    for png in ("recovery", "residuals", "pairs", "pgstat", "reconstructions", "saliency"):
+    for png in ("recovery", "residuals", "recovery_map", "pairs", "pgstat", "reconstructions", "saliency"):
         assert (report / f"{png}.png").stat().st_size > 1000
 
 
