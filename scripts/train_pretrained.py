@@ -12,8 +12,9 @@ Steps (each skipped when its output already exists, so an interrupted recipe con
    the GRU costs ~4x per epoch on a CPU), batch 512, learning rate 2e-3;
 3. ``fspnet.train --stage encoder`` through the frozen decoder: FSP-Net's encoder layout with a
    fourth conv block and half its filters (``encoder_config(filters=[8, 16, 16, 16])``: as fast
-   per spectrum as three blocks, more accurate), batch 128, 38 epochs, reconstruction loss plus
-   ``latent_weight`` times the parameter loss (~30 CPU-minutes);
+   per spectrum as three blocks, more accurate), batch 128, at most 100 epochs with the learning
+   rate halved on plateaus, reconstruction loss plus ``latent_weight`` times the parameter loss
+   (~80 CPU-minutes);
 4. ``fspnet.evaluate`` on the held-out spectra (the README figures);
 5. with ``--install``: the encoder run (which carries its decoder), its metrics, the evaluation
    summary and a README with the held-out figures are copied into ``fspnet/pretrained/``.
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "pretrained")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "pretrained", help="run directories and evaluation")
     parser.add_argument("--decoder-epochs", type=int, default=25)
-    parser.add_argument("--encoder-epochs", type=int, default=38)
+    parser.add_argument("--encoder-epochs", type=int, default=100)
     parser.add_argument("--encoder-filters", type=int, nargs="+", default=[8, 16, 16, 16], help="filters per conv block [8 16 16 16]")
     parser.add_argument("--encoder-dense-width", type=int, default=120, help="width of the encoder's dense layers [120]")
     parser.add_argument("--decoder-batch-size", type=int, default=512)
