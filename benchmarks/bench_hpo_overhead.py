@@ -91,7 +91,10 @@ def _loop_throughput(url: str, name: str) -> tuple[int, float]:
 
 def _hpo_study(folder: Path, url: str) -> Path:
     study = {
-        "name": "hpo", "output_dir": str(folder / "out"), "storage": url, "trainable": "hpo.testing:instant",
+        "name": "hpo",
+        "output_dir": str(folder / "out"),
+        "storage": url,
+        "trainable": "hpo.testing:instant",
         "sampler": {"name": "RandomSampler"},
         "pruner": {"name": "HyperbandPruner", "configs": {"min_resource": 1, "max_resource": 3}},
         "config": {"epochs": 3},
@@ -135,8 +138,11 @@ def main() -> None:
     parser.add_argument("--storage", choices=("sqlite", "journal"), nargs="+", default=["sqlite", "journal"])
     parser.add_argument("--repeats", type=int, default=3, help="rounds per storage; raw and hpo alternate who goes first")
     args = parser.parse_args()
-    print(f"bench_hpo_overhead: {args.workers} processes x {args.trials} trials per side, "
-          f"storages {', '.join(args.storage)}, {args.repeats} round(s) each, {os.cpu_count()} CPUs", flush=True)
+    print(
+        f"bench_hpo_overhead: {args.workers} processes x {args.trials} trials per side, "
+        f"storages {', '.join(args.storage)}, {args.repeats} round(s) each, {os.cpu_count()} CPUs",
+        flush=True,
+    )
     print("throughput in trials/s; ratio = hpo / raw; target ratio >= 0.90", flush=True)
     ratios: dict[tuple[str, str], list[float]] = {}
     for i in range(args.repeats):
@@ -149,8 +155,10 @@ def main() -> None:
     print("summary (median ratio over rounds, then every round):")
     for (kind, label), values in ratios.items():
         verdict = "ok" if statistics.median(values) >= 0.9 else "BELOW TARGET"
-        print(f"  {kind:7s}  {label:10s}  median {statistics.median(values):.2f}  "
-              f"[{' '.join(f'{v:.2f}' for v in values)}]  {verdict}")
+        print(
+            f"  {kind:7s}  {label:10s}  median {statistics.median(values):.2f}  "
+            f"[{' '.join(f'{v:.2f}' for v in values)}]  {verdict}"
+        )
 
 
 if __name__ == "__main__":

@@ -40,9 +40,16 @@ def _write_study(folder: Path, storage: str, trainable: str, config: dict[str, t
 
     name = f"bench{uuid.uuid4().hex[:8]}"
     study = {
-        "name": name, "output_dir": str(folder / "out"), "storage": storage, "metric": "val_loss",
-        "direction": "minimize", "pruner": "none", "sampler": {"name": "RandomSampler"},
-        "trainable": trainable, "config": {"x": 0.0, **config}, "collate_results": False,
+        "name": name,
+        "output_dir": str(folder / "out"),
+        "storage": storage,
+        "metric": "val_loss",
+        "direction": "minimize",
+        "pruner": "none",
+        "sampler": {"name": "RandomSampler"},
+        "trainable": trainable,
+        "config": {"x": 0.0, **config},
+        "collate_results": False,
         "tune_params": {"x": {"state": True, "suggest": "float", "kwargs": {"low": -1.0, "high": 1.0}, "path": "x"}},
     }
     path = folder / f"{name}.yaml"
@@ -70,18 +77,25 @@ def bench_slurm(n_trials: int, sleep_s: float, worker_counts: list[int], folder:
 
     rows = []
     for workers in worker_counts:
-        study_file = _write_study(folder, f"journal:{folder}/slurm{workers}.journal", "slurm.testing:sleep_trainable",
-                                  {"sleep_s": sleep_s, "epochs": 1})
+        study_file = _write_study(
+            folder, f"journal:{folder}/slurm{workers}.journal", "slurm.testing:sleep_trainable", {"sleep_s": sleep_s, "epochs": 1}
+        )
         launcher = SlurmLauncher(study_file, workers=workers, trials_per_worker=n_trials // workers)
         t0 = time.perf_counter()
         launcher.launch()
         counts = launcher.wait(progress=False, poll_s=0.5)
         wall = time.perf_counter() - t0
         done, span = _trial_span(study_file)
-        rows.append({"workers": workers, "trials": done, "complete": counts.complete, "wall_s": round(wall, 1),
-                     "trials_wall_s": round(span, 1)})
-        print(f"slurm  {workers:2d} worker(s): {done} trials in {wall:6.1f} s end to end, {span:6.1f} s of trials",
-              flush=True)
+        rows.append(
+            {
+                "workers": workers,
+                "trials": done,
+                "complete": counts.complete,
+                "wall_s": round(wall, 1),
+                "trials_wall_s": round(span, 1),
+            }
+        )
+        print(f"slurm  {workers:2d} worker(s): {done} trials in {wall:6.1f} s end to end, {span:6.1f} s of trials", flush=True)
     base = rows[0]
     for r in rows:
         r["speedup"] = round(base["wall_s"] / r["wall_s"], 2)
@@ -89,34 +103,62 @@ def bench_slurm(n_trials: int, sleep_s: float, worker_counts: list[int], folder:
     return rows
 
 
-def bench_storage(kinds: list[str], worker_counts: list[int], total_trials: int, folder: Path,
-                  pg_url: str | None) -> list[dict[str, tp.Any]]:
+def bench_storage(
+    kinds: list[str], worker_counts: list[int], total_trials: int, folder: Path, pg_url: str | None
+) -> list[dict[str, tp.Any]]:
     """Trials/s of concurrent ``hpo.run`` processes per storage and worker count."""
     rows = []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     for kind in kinds:
         for workers in worker_counts:
-            url = {"sqlite": f"sqlite:///{folder}/{kind}{workers}.db", "journal": f"journal:{folder}/{kind}{workers}.journal",
-                   "postgres": pg_url}[kind]
+            url = {
+                "sqlite": f"sqlite:///{folder}/{kind}{workers}.db",
+                "journal": f"journal:{folder}/{kind}{workers}.journal",
+                "postgres": pg_url,
+            }[kind]
             if url is None:
                 continue
             study_file = _write_study(folder, url, "slurm.testing:sleep_trainable", {"sleep_s": 0.0, "epochs": 1})
             per_worker = max(1, total_trials // workers)
-            cmd = [sys.executable, "-m", "hpo.run", "--study", str(study_file), "--n-trials", str(per_worker),
-                   "--no-progress", "--no-collate", "--log-level", "WARNING"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "hpo.run",
+                "--study",
+                str(study_file),
+                "--n-trials",
+                str(per_worker),
+                "--no-progress",
+                "--no-collate",
+                "--log-level",
+                "WARNING",
+            ]
             # Create the study once so that the workers race on trials, not on the schema.
             subprocess.run(cmd[:6] + ["0"] + cmd[7:], env=env, check=False, capture_output=True)
-            procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                     for _ in range(workers)]
+            procs = [
+                subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                for _ in range(workers)
+            ]
             errors = [p.communicate()[1] for p in procs]
             failed = sum(p.returncode != 0 for p in procs)
             storage_errors = sum(("database is locked" in e) or ("OperationalError" in e) for e in errors)
             done, span = _trial_span(study_file)
-            rows.append({"storage": kind, "workers": workers, "trials": done, "seconds": round(span, 2),
-                         "trials_per_s": round(done / span, 1), "failed_workers": failed,
-                         "storage_errors": storage_errors})
-            print(f"storage {kind:8s} {workers:2d} workers: {done} trials, {done / span:6.1f} trials/s "
-                  f"(failed workers {failed}, storage errors {storage_errors})", flush=True)
+            rows.append(
+                {
+                    "storage": kind,
+                    "workers": workers,
+                    "trials": done,
+                    "seconds": round(span, 2),
+                    "trials_per_s": round(done / span, 1),
+                    "failed_workers": failed,
+                    "storage_errors": storage_errors,
+                }
+            )
+            print(
+                f"storage {kind:8s} {workers:2d} workers: {done} trials, {done / span:6.1f} trials/s "
+                f"(failed workers {failed}, storage errors {storage_errors})",
+                flush=True,
+            )
     return rows
 
 
@@ -136,8 +178,7 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pg_url = os.environ.get("HPO_PG_URL") or DEV_PG_URL
-    results: dict[str, tp.Any] = {"host": platform.node(), "cpus": os.cpu_count(),
-                                  "load_avg_start": os.getloadavg()}
+    results: dict[str, tp.Any] = {"host": platform.node(), "cpus": os.cpu_count(), "load_avg_start": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
         folder = Path(tmp)
         if args.part in ("all", "slurm"):

@@ -1,6 +1,7 @@
 """Speed of the native generator against the same spectra made with XSPEC's model library.
 
     python benchmarks/bench_synthesize.py [--n 100000] [--xspec-n 300] [--workers 2 | --workers 1 --threads 2]
+        [--backend-n 1000] [--backend-workers N_CORES] [--backend-config configs/synthesize_xspec.yaml]
 
 Native: :class:`fspnet.synthesize.Synthesizer` end to end (draws, ``tbabs(simplcutx(ezdiskbb))``
 on the 2000-bin grid, folding through the bundled NICER response into 240 bins, Poisson noise,
@@ -13,6 +14,11 @@ grid, folded by the same matrix with the same noise. An XSPEC-based generator (F
 fakeit loop) evaluates every draw, so the main ratio is the time for the same accepted
 spectra: ``(draws / XSPEC rate) / native time``; the ratio per model evaluation (which leaves
 out the native prescreen's saving) is printed too.
+
+XSPEC backend: the generator itself with ``model.backend: xspec`` (``--backend-config``,
+``tbabs*(diskbb+powerlaw)`` by default) for ``--backend-n`` accepted spectra, with
+``--backend-workers`` processes (default: every core), printed beside the native generator's
+spectra/s per CPU-second.
 
 Prints spectra/s, the ratio, wall time for ``--n`` spectra and peak memory (tracemalloc for
 Python/numpy allocations, ru_maxrss for the whole process including torch). ``--threads 2``
@@ -78,11 +84,24 @@ def _xspec(params: np.ndarray, seed: int) -> tuple[float, float, float]:
         nat = folder.counts_rate(native(edges, sub)).numpy() * 1000.0
     ref = []
     for nh, gamma, fsc, kt, norm in params[:50]:
-        flux = xspec_model("tbabs", e, [nh]) * xspec_model("simpl", e, [gamma, fsc, 1.0], flux_in=xspec_model("diskbb", e, [kt]) * norm)
+        flux = xspec_model("tbabs", e, [nh]) * xspec_model(
+            "simpl", e, [gamma, fsc, 1.0], flux_in=xspec_model("diskbb", e, [kt]) * norm
+        )
         ref.append(folder.counts_rate(torch.from_numpy(flux).unsqueeze(0)).numpy()[0] * 1000.0)
     ref = np.array(ref)
     ok = ref > 10
     return elapsed, cpu, float(np.median(np.abs(nat[ok] - ref[ok]) / ref[ok]))
+
+
+def _xspec_backend(n: int, config: str, seed: int, workers: int) -> tuple[float, float, dict]:
+    """(wall s, CPU s, source) of the generator with the xspec backend for ``n`` accepted spectra."""
+    from fspnet.synthesize import Synthesizer, load_synthesize_config
+
+    gen = Synthesizer(load_synthesize_config(config, {"seed": seed, "chunk_size": 64}))
+    gen.run(8, progress=False)  # load XSPEC's library and its tables before timing
+    cpu, start = _cpu_s(), time.perf_counter()
+    ds = gen.run(n, progress=True, workers=workers)
+    return time.perf_counter() - start, _cpu_s() - cpu, ds.source
 
 
 def main() -> None:
@@ -90,9 +109,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000, help="accepted native spectra")
     parser.add_argument("--xspec-n", type=int, default=300, help="spectra through XSPEC")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=2, help="processes of one torch thread each (1: one process with --threads)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes of one torch thread each (1: one process with --threads)"
+    )
     parser.add_argument("--chunk-size", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parser.add_argument("--backend-n", type=int, default=1000, help="accepted spectra from the xspec backend (0: skip)")
+    parser.add_argument(
+        "--backend-workers", type=int, default=os.cpu_count() or 1, help="processes of the xspec backend [every core]"
+    )
+    parser.add_argument("--backend-config", default=os.path.join(root, "configs", "synthesize_xspec.yaml"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -115,21 +142,52 @@ def main() -> None:
     native_acc = args.n / native_s
     native_draw = draws / native_s
     mode = f"{args.workers} worker processes x 1 thread" if args.workers > 1 else f"1 process x {args.threads} torch threads"
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, {mode}, torch {torch.__version__}")
-    print(f"native : {args.n} accepted spectra ({draws} draws, acceptance {args.n / draws:.2f}) in {native_s:.1f} s wall, {native_cpu:.1f} CPU-s")
-    print(f"native : {native_acc:,.0f} accepted spectra/s, {native_draw:,.0f} evaluated spectra/s (wall); "
-          f"{draws / native_cpu:,.0f} evaluated spectra per CPU-s")
-    print(f"xspec  : {xspec_rate:,.0f} evaluated spectra/s (wall), {xspec_cpu_rate:,.0f} per CPU-s "
-          f"({args.xspec_n} spectra, tbabs*simpl(diskbb), one per call)")
-    print(f"native : model evaluated for {evaluated} of the {draws} draws (the rest failed the prescreen): "
-          f"{evaluated / native_s:,.0f} model evaluations/s (wall), {evaluated / native_cpu:,.0f} per CPU-s")
-    print(f"ratio  : {native_draw / xspec_rate:,.1f}x wall, {draws / native_cpu / xspec_cpu_rate:,.1f}x per CPU-s "
-          f"(time for the same accepted spectra: XSPEC evaluating every draw vs native; target >= 50x)")
-    print(f"ratio  : {evaluated / native_s / xspec_rate:,.1f}x wall, {evaluated / native_cpu / xspec_cpu_rate:,.1f}x per CPU-s "
-          f"(per model evaluation, without the prescreen's saving)")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, {mode}, torch {torch.__version__}"
+    )
+    print(
+        f"native : {args.n} accepted spectra ({draws} draws, acceptance {args.n / draws:.2f}) in {native_s:.1f} s wall, {native_cpu:.1f} CPU-s"
+    )
+    print(
+        f"native : {native_acc:,.0f} accepted spectra/s, {native_draw:,.0f} evaluated spectra/s (wall); "
+        f"{draws / native_cpu:,.0f} evaluated spectra per CPU-s"
+    )
+    print(
+        f"xspec  : {xspec_rate:,.0f} evaluated spectra/s (wall), {xspec_cpu_rate:,.0f} per CPU-s "
+        f"({args.xspec_n} spectra, tbabs*simpl(diskbb), one per call)"
+    )
+    print(
+        f"native : model evaluated for {evaluated} of the {draws} draws (the rest failed the prescreen): "
+        f"{evaluated / native_s:,.0f} model evaluations/s (wall), {evaluated / native_cpu:,.0f} per CPU-s"
+    )
+    print(
+        f"ratio  : {native_draw / xspec_rate:,.1f}x wall, {draws / native_cpu / xspec_cpu_rate:,.1f}x per CPU-s "
+        f"(time for the same accepted spectra: XSPEC evaluating every draw vs native; target >= 50x)"
+    )
+    print(
+        f"ratio  : {evaluated / native_s / xspec_rate:,.1f}x wall, {evaluated / native_cpu / xspec_cpu_rate:,.1f}x per CPU-s "
+        f"(per model evaluation, without the prescreen's saving)"
+    )
     print(f"time   : {native_s:.1f} s for {args.n} spectra (target <= 30 s for 100,000)")
-    print(f"memory : peak RSS {rss_gb:.2f} GB (largest worker {kids_gb:.2f} GB), tracemalloc peak {py_peak / 1e9:.2f} GB (target <= 4 GB)")
+    print(
+        f"memory : peak RSS {rss_gb:.2f} GB (largest worker {kids_gb:.2f} GB), tracemalloc peak {py_peak / 1e9:.2f} GB (target <= 4 GB)"
+    )
     print(f"check  : native tbabs*simpl(diskbb) vs XSPEC, median |diff|/XSPEC per bin = {agree:.2e}")
+    if args.backend_n > 0:
+        try:
+            b_s, b_cpu, b_src = _xspec_backend(args.backend_n, args.backend_config, args.seed, args.backend_workers)
+        except ImportError as e:
+            print(f"backend: XSPEC library unavailable ({e})")
+            return
+        expr = b_src["model"]["expression"]
+        print(
+            f"backend: xspec '{expr}', {args.backend_workers} worker processes: {args.backend_n} accepted spectra "
+            f"({b_src['draws']} draws, acceptance {b_src['acceptance']:.2f}) in {b_s:.1f} s wall, {b_cpu:.1f} CPU-s"
+        )
+        print(
+            f"backend: xspec {args.backend_n / b_cpu:,.1f} accepted spectra per CPU-s ({args.backend_n / b_s:,.1f}/s wall) "
+            f"| native {args.n / native_cpu:,.1f} accepted spectra per CPU-s ({native_acc:,.0f}/s wall)"
+        )
 
 
 if __name__ == "__main__":

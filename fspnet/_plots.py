@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
-from fspnet._io import atomic_path  # noqa: E402
+from runtools.io import atomic_path  # noqa: E402
 
 __all__ = ["plot_loss_curve", "plot_reconstruction"]
 
@@ -80,7 +80,11 @@ def plot_reconstruction(
     """
     k = min(len(spectra), 4)
     fig, axes = plt.subplots(
-        2, max(k, 1), figsize=(3.6 * max(k, 1), 4.6), sharex="col", squeeze=False,
+        2,
+        max(k, 1),
+        figsize=(3.6 * max(k, 1), 4.6),
+        sharex="col",
+        squeeze=False,
         gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05, "wspace": 0.3, "left": 0.07, "right": 0.98, "bottom": 0.12},
     )
     for i in range(k):

@@ -8,14 +8,16 @@ For every encoder run: its weights (encoder and the decoder it carries), paramet
 (median |Δ| as % of each parameter's (log-)range, and their mean), the median reduced PGStat
 of its predictions through the forward model (0.3-10 keV), and prediction time per spectrum
 on the CPU and, when one is present, the GPU. Without ``--data`` the accuracy and PGStat come
-from the run's ``evaluation/summary.json`` (written by ``python -m fspnet.evaluate``) when
-there is one. Writes ``compare.csv``, ``compare.png`` and a self-contained ``compare.html``.
+from the run's evaluation summary (``evaluation/summary.json`` written by
+``python -m fspnet.evaluate``, or the ``evaluation.json`` shipped with the pre-trained networks)
+when there is one. Each run is marked against the documented accuracy goal
+(:data:`fspnet.evaluate.GOALS`). Writes ``compare.csv``, ``compare.png`` and a self-contained
+``compare.html``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import typing as tp
@@ -32,8 +34,11 @@ log = logging.getLogger(__name__)
 
 COLUMNS = (
     "run", "encoder_weights", "decoder_weights", "mean_median_abs_delta_pct", "worst_median_abs_delta_pct",
-    "median_reduced_pgstat", "cpu_s_per_spectrum", "gpu_s_per_spectrum", "source",
+    "accuracy_goal_met", "median_reduced_pgstat", "cpu_s_per_spectrum", "gpu_s_per_spectrum", "source",
 )  # fmt: skip
+
+#: where a run keeps its evaluation summary, in order of preference
+SUMMARY_FILES = ("evaluation/summary.json", "evaluation.json")
 
 
 def _weights(module: torch.nn.Module | None) -> int:
@@ -70,7 +75,8 @@ def compare(
         progress: show a progress bar over the runs.
 
     Returns:
-        One row per run (the keys of :data:`COLUMNS`, plus ``per_parameter_pct``).
+        One row per run (the keys of :data:`COLUMNS`, plus ``per_parameter_pct``);
+        ``accuracy_goal_met`` is ``None`` when the accuracy was not measured.
 
     Raises:
         DataError: naming the run directory or data file at fault.
@@ -81,16 +87,17 @@ def compare(
     """
     from tqdm import tqdm
 
+    from fspnet.evaluate import GOALS, read_evaluation
     from fspnet.evaluate import _context as ctx
     from fspnet.evaluate._recovery import recovery_stats
     from fspnet.evaluate._timing import time_encoder
     from fspnet.predict import predict
-    from fspnet.train import load_run
+    from fspnet.rundir import load_run
 
     if not run_dirs:
         raise DataError("compare: give at least one run directory")
     ds = physics = obs = None
-    rows_acc = rows_stat = None
+    rows_acc = rows_stat = np.zeros(0, dtype=int)
     if data is not None:
         from fspnet.data import read_dataset
 
@@ -117,6 +124,7 @@ def compare(
             "decoder_weights": _weights(run.decoder),
             "mean_median_abs_delta_pct": float("nan"),
             "worst_median_abs_delta_pct": float("nan"),
+            "accuracy_goal_met": None,
             "median_reduced_pgstat": float("nan"),
             "per_parameter_pct": {},
             "source": "",
@@ -131,23 +139,22 @@ def compare(
                 infos = ctx.param_infos(names, run.transforms.params.log_params if run.transforms.params else [], ds)
                 stats = recovery_stats(pred, ds.params[rows_acc], infos)
                 row["per_parameter_pct"] = {k: v["median_abs_delta_pct"] for k, v in stats.items()}
-            if physics is not None and obs is not None:
-                row["median_reduced_pgstat"] = float(np.nanmedian(ctx.reduced_stat(physics, pred[: len(rows_stat)], obs, physics.model.n_params)))
+            if physics is not None and obs is not None and tuple(names) == tuple(physics.model.param_names):
+                row["median_reduced_pgstat"] = float(
+                    np.nanmedian(ctx.reduced_stat(physics, pred[: len(rows_stat)], obs, physics.model.n_params))
+                )
         else:
-            summary = run.path / "evaluation" / "summary.json"
-            if summary.is_file():
-                try:
-                    s = json.loads(summary.read_text())
-                    enc = s["recovery"]["methods"].get("encoder", {})
-                    row["per_parameter_pct"] = {k: v["median_abs_delta_pct"] for k, v in enc.items()}
-                    row["median_reduced_pgstat"] = s["pgstat"].get("encoder", {}).get("median", float("nan"))
-                    row["source"] = str(summary)
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise DataError(f"{summary}: malformed evaluation summary ({e})") from None
+            summary = next((run.path / f for f in SUMMARY_FILES if (run.path / f).is_file()), None)
+            if summary is not None:
+                digest = read_evaluation(summary)
+                row["per_parameter_pct"] = digest.per_parameter_pct
+                row["median_reduced_pgstat"] = digest.median_reduced_pgstat("encoder")
+                row["source"] = str(summary)
         pct = list(row["per_parameter_pct"].values())
         if pct:
             row["mean_median_abs_delta_pct"] = float(np.mean(pct))
             row["worst_median_abs_delta_pct"] = float(np.max(pct))
+            row["accuracy_goal_met"] = GOALS.recovery_met(row["worst_median_abs_delta_pct"])
         x = _timing_input(run, None if ds is None else ds.spectra[rows_acc], timing_batch)
         row["cpu_s_per_spectrum"] = time_encoder(run, x, "cpu")
         row["gpu_s_per_spectrum"] = time_encoder(run, x, "cuda") if gpu else float("nan")
@@ -158,7 +165,8 @@ def compare(
 
 
 def _write(out: Path, rows: list[dict[str, tp.Any]]) -> None:
-    from fspnet.evaluate._report import Report, write_csv
+    from fspnet.evaluate import GOALS
+    from fspnet.evaluate._report import Report, mark, write_csv
 
     out.mkdir(parents=True, exist_ok=True)
     params: list[str] = []
@@ -171,12 +179,19 @@ def _write(out: Path, rows: list[dict[str, tp.Any]]) -> None:
     report.section("table", "Networks")
     labels = [_label(r["run"]) for r in rows]
     report.table(
-        ["run", "encoder weights", "decoder weights", "mean median |Δ| % range", "worst % range", "median reduced PGStat", "CPU s/spectrum", "GPU s/spectrum"],
+        ["run", "encoder weights", "decoder weights", "mean median |Δ| % range", "worst % range", "accuracy goal",
+         "median reduced PGStat", "CPU s/spectrum", "GPU s/spectrum"],
         [[lab, r["encoder_weights"], r["decoder_weights"], r["mean_median_abs_delta_pct"], r["worst_median_abs_delta_pct"],
-          r["median_reduced_pgstat"], r["cpu_s_per_spectrum"], r["gpu_s_per_spectrum"]] for lab, r in zip(labels, rows)],
+          mark(r["accuracy_goal_met"]), r["median_reduced_pgstat"], r["cpu_s_per_spectrum"], r["gpu_s_per_spectrum"]]
+         for lab, r in zip(labels, rows)],
     )  # fmt: skip
+    report.text(f"Accuracy goal (documented accuracy and speed goals): {GOALS.recovery_text}.", note=True)
     if params:
-        report.table(["run", *params], [[lab, *(r["per_parameter_pct"].get(p, float("nan")) for p in params)] for lab, r in zip(labels, rows)], caption="median |Δ| as % of each (log-)range")
+        report.table(
+            ["run", *params],
+            [[lab, *(r["per_parameter_pct"].get(p, float("nan")) for p in params)] for lab, r in zip(labels, rows)],
+            caption="median |Δ| as % of each (log-)range",
+        )
     report.text(f"Accuracy and PGStat from: {', '.join(sorted({r['source'] or 'not measured' for r in rows}))}.", note=True)
     report.section("plot", "Plot")
     report.figure(_plot(rows, labels), "compare")
@@ -202,9 +217,21 @@ def _plot(rows: list[dict[str, tp.Any]], labels: list[str]) -> tp.Any:
         ("median_reduced_pgstat", "median reduced PGStat (encoder)"),
         ("cpu_s_per_spectrum", "prediction s / spectrum"),
     )
+    from fspnet.evaluate import GOALS
+
+    worst = np.array([r["worst_median_abs_delta_pct"] for r in rows], dtype=float)
+    if np.any(np.isfinite(worst)):  # the goal holds for every parameter: mark the worst one against it
+        axes[0].plot(x, worst, "v", color="C1", label="worst parameter")
+        axes[0].axhline(GOALS.recovery_pct, color="C3", lw=0.8, ls="--", label="accuracy goal")
+        axes[0].legend(fontsize=8)
     for ax, (key, title) in zip(axes, panels):
         vals = np.array([r[key] for r in rows], dtype=float)
-        ax.bar(x - (0.2 if key.startswith("cpu") else 0), np.nan_to_num(vals), width=0.4 if key.startswith("cpu") else 0.6, label="CPU" if key.startswith("cpu") else None)
+        ax.bar(
+            x - (0.2 if key.startswith("cpu") else 0),
+            np.nan_to_num(vals),
+            width=0.4 if key.startswith("cpu") else 0.6,
+            label="CPU" if key.startswith("cpu") else None,
+        )
         if key.startswith("cpu"):
             gpu = np.array([r["gpu_s_per_spectrum"] for r in rows], dtype=float)
             if np.any(np.isfinite(gpu)):
@@ -219,10 +246,11 @@ def _plot(rows: list[dict[str, tp.Any]], labels: list[str]) -> tp.Any:
 def _format_table(rows: list[dict[str, tp.Any]]) -> str:
     from fspnet.evaluate._report import fmt
 
-    head = ["run", "weights", "mean |Δ|%", "worst |Δ|%", "PGStat", "CPU s/spec", "GPU s/spec"]
+    head = ["run", "weights", "mean |Δ|%", "worst |Δ|%", "goal", "PGStat", "CPU s/spec", "GPU s/spec"]
     body = [
         [_label(r["run"]), str(r["encoder_weights"] + r["decoder_weights"]), fmt(r["mean_median_abs_delta_pct"]),
-         fmt(r["worst_median_abs_delta_pct"]), fmt(r["median_reduced_pgstat"]), fmt(r["cpu_s_per_spectrum"]), fmt(r["gpu_s_per_spectrum"])]
+         fmt(r["worst_median_abs_delta_pct"]), {True: "met", False: "NOT met"}.get(r["accuracy_goal_met"], "-"),
+         fmt(r["median_reduced_pgstat"]), fmt(r["cpu_s_per_spectrum"]), fmt(r["gpu_s_per_spectrum"])]
         for r in rows
     ]  # fmt: skip
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]

@@ -6,7 +6,7 @@ may catch either. Messages name the file, key path or layer at fault.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "FspnetError", "NetworkConfigError", "ResponseError"]
+__all__ = ["ConfigError", "DataError", "FspnetError", "NetworkConfigError", "ResponseError", "TrainingError"]
 
 
 class FspnetError(Exception):
@@ -27,3 +27,7 @@ class DataError(FspnetError, ValueError):
 
 class ResponseError(FspnetError, ValueError):
     """An OGIP RMF/ARF/PHA file is missing or malformed."""
+
+
+class TrainingError(FspnetError, RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message names the run, epoch and batch."""

@@ -15,13 +15,19 @@ For every OGIP PHA spectrum in ``DIR`` (backgrounds, i.e. files named by another
 - channels are summed into FSP-Net's 240 groups (:meth:`fspnet.response.Grouping.fspnet`) and
   divided by the number of detectors and the group width (counts s^-1 keV^-1 detector^-1), as
   :mod:`fspnet.synthesize` does. The detector count comes from ``_dNN`` in the ``RESPFILE``
-  name (FSP-Net's convention) or else from ``--detectors``;
+  name (FSP-Net's convention) or else from ``--detectors``; without either, 52 is assumed and
+  a warning lists the files it was assumed for;
+- a spectrum whose ``BACKFILE`` is empty or ``none`` (common for NICER, whose background is
+  modelled separately) is skipped with that reason unless ``--allow-no-background`` is given;
 - uncertainties are ``sqrt(max(S + (scale t_s / t_b)^2 B, 1)) / t_s`` per group, in the same
   units (the generator's formula).
 
-A file that cannot be used (no ``EXPOSURE``, background missing, channel count that does not
-match, non-finite counts, unreadable) is reported with its name and the reason; the good files
-are still written (atomically) and the exit status is 1 unless ``--skip-bad`` is given.
+A file that cannot be used (no ``EXPOSURE``, a keyword of the wrong type, background missing,
+channel count that does not match, non-finite counts, truncated or unreadable) is reported with
+its name and the reason; the good files are still written (atomically).
+
+Exit status: 0 every spectrum was used; 3 some were skipped (0 with ``--skip-bad``); 4 nothing
+usable, nothing written; 2 bad usage (arguments, no such folder, no spectra in it).
 """
 
 from __future__ import annotations
@@ -44,7 +50,19 @@ from fspnet.data import SpectrumDataset, write_dataset
 from fspnet.errors import DataError, FspnetError
 from fspnet.response import Grouping, Pha, read_pha
 
-__all__ = ["BadSpectrum", "PreprocessResult", "correct_spectrum", "detectors_from_response", "main", "preprocess"]
+__all__ = [
+    "DEFAULT_DETECTORS",
+    "EXIT_NOTHING_USABLE",
+    "EXIT_OK",
+    "EXIT_SOME_SKIPPED",
+    "EXIT_USAGE",
+    "BadSpectrum",
+    "PreprocessResult",
+    "correct_spectrum",
+    "detectors_from_response",
+    "main",
+    "preprocess",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -52,6 +70,13 @@ SPECTRUM_UNIT = "counts s^-1 keV^-1 detector^-1"
 PATTERNS = ("*.pha", "*.pi", "*.fits", "*.fit", "*.fak", "*.pha.gz", "*.pi.gz", "*.fits.gz")
 _DETECTORS = re.compile(r"_d(\d+)")
 _BKG_NAME = re.compile(r"(^|[_.\-])bkg([_.\-]|$)")  # obs_bkg.pha, bkg.pi; not "nobkg.pha"
+DEFAULT_DETECTORS = 52  # NICER XTI's usual count of active detectors (FSP-Net's default)
+
+# Exit statuses of ``python -m fspnet.preprocess`` (1 is left to Python's own uncaught errors).
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_SOME_SKIPPED = 3
+EXIT_NOTHING_USABLE = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +156,13 @@ def correct_spectrum(
     sigma = np.sqrt(np.maximum(np.asarray(var_counts @ g_src), 1.0)) / (ts * detectors * width)
     if not (np.all(np.isfinite(spectrum)) and np.all(np.isfinite(sigma))):
         raise DataError(f"non-finite values after background subtraction in {where}")
+    with np.errstate(over="ignore"):
+        fits_float32 = np.all(np.isfinite(spectrum.astype(np.float32))) and np.all(np.isfinite(sigma.astype(np.float32)))
+    if not fits_float32:  # the dataset stores float32: such a file would sink the whole dataset
+        raise DataError(
+            f"values beyond float32 range in {where} (largest |rate| {float(np.max(np.abs(spectrum))):.3g}); "
+            "check EXPOSURE, AREASCAL and the counts"
+        )
     return spectrum, sigma
 
 
@@ -151,13 +183,14 @@ def _spectrum_files(directory: Path, patterns: tp.Sequence[str]) -> tuple[list[P
                     sources.append(path)  # reported as bad when read
                     continue
                 header = hdul["SPECTRUM"].header
-        except (OSError, ValueError):
+                back = str(header.get("BACKFILE", "")).strip()
+                is_background = _is_background(path, header)
+        except Exception:  # noqa: BLE001  # damaged in any way: read_pha reports it by name
             sources.append(path)
             continue
-        back = str(header.get("BACKFILE", "")).strip()
         if back and back.lower() != "none":
             backfiles.add(Path(back).name)
-        if not _is_background(path, header):
+        if not is_background:
             sources.append(path)
     return [p for p in sources if p.name not in backfiles], backfiles
 
@@ -177,7 +210,8 @@ def preprocess(
     Args:
         spectra_dir: folder of OGIP PHA files (and their backgrounds).
         out: HDF5 dataset to write, or ``None``. Nothing is written when no spectrum is good.
-        detectors: detector count when the ``RESPFILE`` name has no ``_dNN`` (default 52).
+        detectors: detector count when the ``RESPFILE`` name has no ``_dNN`` (default 52, with
+            a warning that names the files it was assumed for).
         background_dir: where ``BACKFILE`` names are looked up (default: ``spectra_dir``).
         allow_no_background: accept spectra whose ``BACKFILE`` is empty or ``none`` (no
             subtraction) instead of reporting them as bad.
@@ -208,6 +242,7 @@ def preprocess(
     names: list[str] = []
     info: list[dict[str, tp.Any]] = []
     bad: list[BadSpectrum] = []
+    assumed_detectors: list[str] = []
     for path in tqdm(files, unit="spectra", desc="preprocess", disable=not progress, leave=False):
         try:
             src = read_pha(path)
@@ -221,9 +256,9 @@ def preprocess(
                 background = read_pha(bpath)
             elif not allow_no_background:
                 raise DataError("missing background (BACKFILE is empty or 'none'; use --allow-no-background to keep it)")
-            n_det = detectors_from_response(src.respfile) if src.respfile else None
-            det_source = "respfile" if n_det is not None else "config"
-            n_det = n_det if n_det is not None else (52 if detectors is None else detectors)
+            from_name = detectors_from_response(src.respfile) if src.respfile else None
+            det_source = "respfile" if from_name is not None else ("config" if detectors is not None else "default")
+            n_det: float = from_name if from_name is not None else (DEFAULT_DETECTORS if detectors is None else detectors)
             spectrum, sigma = correct_spectrum(src, background, grouping, n_det)
         except FspnetError as e:
             # ResponseError messages already start with the file path; keep just the reason.
@@ -231,6 +266,13 @@ def preprocess(
             bad.append(BadSpectrum(path.name, reason))
             _log.debug("preprocess: skipping %s: %s", path.name, reason)
             continue
+        except Exception as e:  # noqa: BLE001  # one broken file must never cost the others
+            reason = f"unreadable ({type(e).__name__}: {str(e).strip() or 'no message'})"
+            bad.append(BadSpectrum(path.name, reason))
+            _log.debug("preprocess: skipping %s", path.name, exc_info=True)
+            continue
+        if det_source == "default":
+            assumed_detectors.append(path.name)
         rows.append((spectrum, sigma))
         names.append(path.stem)
         info.append(
@@ -241,9 +283,21 @@ def preprocess(
                 "background_exposure_s": None if background is None else background.exposure,
                 "detectors": n_det,
                 "detectors_from": det_source,
-                "bad_quality_channels": int(np.count_nonzero(src.quality)),
+                "bad_quality_channels": int(np.count_nonzero(src.quality)) if src.quality is not None else 0,
                 **{k.lower(): v for k, v in src.header.items() if k in ("OBJECT", "OBS_ID", "DATE-OBS")},
             }
+        )
+    if assumed_detectors:
+        shown = ", ".join(assumed_detectors[:5]) + (
+            f" and {len(assumed_detectors) - 5} more" if len(assumed_detectors) > 5 else ""
+        )
+        _log.warning(
+            "preprocess: assumed %d detectors for %d spectr%s whose RESPFILE name carries no _dNN (%s); "
+            "if another number of detectors was active, pass --detectors N (preprocess(detectors=N))",
+            DEFAULT_DETECTORS,
+            len(assumed_detectors),
+            "um" if len(assumed_detectors) == 1 else "a",
+            shown,
         )
     if not rows:
         return PreprocessResult(None, bad)
@@ -270,14 +324,35 @@ def preprocess(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m fspnet.preprocess``: parse arguments, call :func:`preprocess`, report."""
-    parser = argparse.ArgumentParser(prog="python -m fspnet.preprocess", description=__doc__.splitlines()[0])
+    """``python -m fspnet.preprocess``: parse arguments, call :func:`preprocess`, report.
+
+    Returns:
+        0 all spectra used, 3 some skipped (0 with ``--skip-bad``), 4 nothing usable, 2 bad usage.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m fspnet.preprocess",
+        description=__doc__.splitlines()[0],
+        epilog=(
+            f"exit status: {EXIT_OK} every spectrum was used; {EXIT_SOME_SKIPPED} some files were skipped "
+            f"(each reported with its reason; {EXIT_OK} with --skip-bad); {EXIT_NOTHING_USABLE} no usable "
+            f"spectrum, nothing written; {EXIT_USAGE} bad usage (arguments, folder missing or without spectra)"
+        ),
+    )
     parser.add_argument("--spectra", type=Path, required=True, help="folder of OGIP PHA spectra")
     parser.add_argument("--out", type=Path, required=True, help="output HDF5 dataset")
-    parser.add_argument("--skip-bad", action="store_true", help="exit 0 even when some files are bad")
-    parser.add_argument("--detectors", type=float, default=None, help="detectors when RESPFILE has no _dNN (52)")
+    parser.add_argument("--skip-bad", action="store_true", help=f"exit {EXIT_OK} even when some files are bad")
+    parser.add_argument(
+        "--detectors",
+        type=float,
+        default=None,
+        help=f"detectors when the RESPFILE name has no _dNN (default {DEFAULT_DETECTORS}, with a warning)",
+    )
     parser.add_argument("--background-dir", type=Path, default=None, help="where BACKFILEs are (default: --spectra)")
-    parser.add_argument("--allow-no-background", action="store_true", help="keep spectra with BACKFILE 'none'")
+    parser.add_argument(
+        "--allow-no-background",
+        action="store_true",
+        help="keep spectra whose BACKFILE is empty or 'none' (no subtraction) instead of skipping them",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -292,14 +367,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     except FspnetError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     for b in result.bad:
         print(f"bad spectrum: {b}", file=sys.stderr)
     if result.dataset is None:
         print(f"error: no usable spectra in {args.spectra}; nothing written", file=sys.stderr)
-        return 2
+        return EXIT_NOTHING_USABLE
     print(f"wrote {args.out}: {len(result.dataset)} spectra, {len(result.bad)} bad")
-    return 1 if result.bad and not args.skip_bad else 0
+    return EXIT_SOME_SKIPPED if result.bad and not args.skip_bad else EXIT_OK
 
 
 if __name__ == "__main__":

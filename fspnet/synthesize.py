@@ -1,13 +1,18 @@
-"""Synthetic training spectra: native forward model folded through a response, with noise.
+"""Synthetic training spectra: a forward model folded through a response, with noise.
 
 ``python -m fspnet.synthesize --config configs/synthesize.yaml --n 100000 --out synth.h5``
 
-Each spectrum is drawn as FSP-Net drew its XSPEC ``fakeit`` spectra, without XSPEC:
+Each spectrum is drawn as FSP-Net drew its XSPEC ``fakeit`` spectra:
 
 1. parameters from uniform / log-uniform draws within each parameter's bounds (or a Latin
    hypercube over the same unit cube);
-2. ``tbabs(simplcutx(ezdiskbb))`` on the model grid (:mod:`fspnet.physics`), folded through
-   the response into FSP-Net's 240 groups (:class:`fspnet.response.Folder`);
+2. the model on the model grid, folded through the response into FSP-Net's 240 groups
+   (:class:`fspnet.response.Folder`). The model is ``model.backend``: ``native`` (default) is
+   FSP-Net's ``tbabs(simplcutx(ezdiskbb))`` in torch (:mod:`fspnet.physics`); ``xspec`` is any
+   XSPEC expression (``model.expression``, e.g. ``tbabs*(diskbb+powerlaw)``) evaluated with
+   XSPEC's own library (:class:`fspnet.physics.XspecModel`, ``pip install fspnet[xspec]``),
+   its free parameters those of ``sampling.params`` (``diskbb.Tin``, ...), every other one
+   frozen at XSPEC's default, at ``model.fixed`` or tied by ``model.ties``;
 3. source-region counts ``on ~ Poisson(t * (source rate + scaled background rate))`` and, with
    a background, off-source counts ``off ~ Poisson(t_off * background rate)``; in clean mode the
    expected values are used instead;
@@ -42,12 +47,21 @@ import torch
 from tqdm import tqdm
 
 from fspnet import __version__
-from fspnet._io import read_mapping
-from fspnet.config import build
 from fspnet.data import SpectrumDataset, write_dataset
 from fspnet.errors import ConfigError, DataError, FspnetError
+from runtools.io import read_mapping
+from runtools.schema import at_least, build, field, one_of, positive
 
-__all__ = ["SynthesizeConfig", "Synthesizer", "load_synthesize_config", "main", "synthesize"]
+__all__ = [
+    "SynthesizeConfig",
+    "Synthesizer",
+    "build_model",
+    "dataset_model",
+    "load_synthesize_config",
+    "main",
+    "model_description",
+    "synthesize",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -55,6 +69,10 @@ SPECTRUM_UNIT = "counts s^-1 keV^-1 detector^-1"
 
 
 # ----------------------------------------------------------------------------- configuration
+
+
+def _workers(v: int) -> str | None:
+    return None if v >= 0 else f"must be >= 1 (or 0: one per core), but got {v!r}"
 
 
 @dataclasses.dataclass
@@ -70,7 +88,7 @@ class ParamRange:
 class SamplingConfig:
     """How parameters are drawn: ``uniform`` (per-parameter uniform/log-uniform) or ``latin_hypercube``."""
 
-    method: str = "uniform"
+    method: str = field("uniform", one_of("latin_hypercube", "uniform"), "how parameters are drawn")
     params: dict[str, ParamRange] = dataclasses.field(default_factory=dict)
 
 
@@ -93,8 +111,8 @@ class BackgroundConfig:
     """
 
     file: str | None = None
-    source_backscal: float = 1.0
-    exposure_ratio: float = 1.0
+    source_backscal: float = field(1.0, positive, "BACKSCAL of the source region")
+    exposure_ratio: float = field(1.0, positive, "off-source exposure / source exposure")
 
 
 @dataclasses.dataclass
@@ -103,16 +121,37 @@ class ResponseConfig:
 
     rmf: str | None = None
     arf: str | None = None
-    detectors: float = 52
+    detectors: float = field(52, positive, "number of detectors the response is normalised to")
+
+
+NATIVE_EXPRESSION = "tbabs*simplcutx(ezdiskbb)"
 
 
 @dataclasses.dataclass
 class ModelGridConfig:
-    """The model energy grid (FSP-Net's XSPEC ``energies 0.002 200 2000 log``)."""
+    """The forward model and its energy grid (FSP-Net's XSPEC ``energies 0.002 200 2000 log``).
+
+    Args:
+        n_bins, low_kev, high_kev: the log-spaced model energy grid.
+        backend: ``native`` (FSP-Net's source model in torch) or ``xspec`` (any XSPEC
+            expression, evaluated with XSPEC's library through ``xspectrampoline``).
+        expression: the XSPEC model expression (``xspec``; ``native`` takes only its own
+            ``tbabs*simplcutx(ezdiskbb)`` or null).
+        fixed: ``{component.param: value}`` frozen values (``xspec``; others: XSPEC's defaults).
+        ties: ``{component.param: other.param}``: equal parameters (``xspec``).
+        abund: XSPEC abundance table (``abund``), ``wilm`` as FSP-Net's tbabs.
+        xsect: XSPEC photoionisation cross sections (``xsect``).
+    """
 
     n_bins: int = 2000
     low_kev: float = 0.002
     high_kev: float = 200.0
+    backend: str = field("native", one_of("native", "xspec"), "native (torch) or xspec (xspectrampoline)")
+    expression: str | None = None
+    fixed: dict[str, float] = dataclasses.field(default_factory=dict)
+    ties: dict[str, str] = dataclasses.field(default_factory=dict)
+    abund: str = "wilm"
+    xsect: str = "vern"
 
 
 @dataclasses.dataclass
@@ -128,18 +167,18 @@ class SynthesizeConfig:
         max_draws_factor: give up after ``n * max_draws_factor`` draws (acceptance too low).
         fold_dtype: ``float32`` or ``float64`` precision of the folding product.
         workers: processes simulating chunks in parallel, one torch thread each (robust on
-            shared CPUs); the output is identical for any number of workers.
+            shared CPUs; 0: one per core); the output is identical for any number of workers.
         prescreen: skip the model for draws that provably fall below ``min_counts`` (see
             :meth:`Synthesizer.upper_counts`); the accepted spectra follow the same distribution.
     """
 
-    seed: int = 0
-    noise: str = "poisson"
-    min_counts: float = 1e4
-    chunk_size: int = 512
-    max_draws_factor: float = 100.0
-    fold_dtype: str = "float32"
-    workers: int = 1
+    seed: int = field(0, None, "seed of every random draw")
+    noise: str = field("poisson", one_of("none", "poisson"), "poisson or none")
+    min_counts: float = field(1e4, at_least(0), "reject spectra with fewer net source counts")
+    chunk_size: int = field(512, at_least(1), "draws simulated per batch")
+    max_draws_factor: float = field(100.0, at_least(1), "give up after n * max_draws_factor draws")
+    fold_dtype: str = field("float32", one_of("float32", "float64"), "precision of the folding product")
+    workers: int = field(1, _workers, "processes simulating chunks (0: one per core)")
     prescreen: bool = True
     model: ModelGridConfig = dataclasses.field(default_factory=ModelGridConfig)
     response: ResponseConfig = dataclasses.field(default_factory=ResponseConfig)
@@ -155,29 +194,46 @@ class SynthesizeConfig:
 def validate_config(data: dict[str, tp.Any] | None, source: str = "synthesize config") -> SynthesizeConfig:
     """Check a synthesize config (a plain dict) and return the resolved :class:`SynthesizeConfig`.
 
-    Every problem is collected and raised once, each with its key path.
+    Every problem is collected and raised once, each with its key path: per-field checks
+    (types, choices, bounds) are declared on the dataclasses and run by
+    :func:`runtools.schema.build`; the checks below span fields or need the model.
 
     Raises:
         ConfigError: e.g. ``configs/synthesize.yaml: exposure.range: must be [low, high] with 0 < low <= high``.
     """
     errors: list[str] = []
-    cfg = build(data, SynthesizeConfig, errors)
+    cfg = build(_undot(data), SynthesizeConfig, errors)
     from fspnet.physics import SourceModel
 
     names = list(SourceModel().param_names)
     bounds = {n: p for n, p in zip(names, SourceModel().params)}
-    if cfg.noise not in ("poisson", "none"):
-        errors.append(f"noise: unknown {cfg.noise!r}; choose one of none, poisson")
-    if cfg.fold_dtype not in ("float32", "float64"):
-        errors.append(f"fold_dtype: unknown {cfg.fold_dtype!r}; choose one of float32, float64")
-    if cfg.min_counts < 0:
-        errors.append(f"min_counts: must be >= 0, but got {cfg.min_counts}")
-    if cfg.chunk_size < 1:
-        errors.append(f"chunk_size: must be >= 1, but got {cfg.chunk_size}")
-    if cfg.workers < 1:
-        errors.append(f"workers: must be >= 1, but got {cfg.workers}")
-    if cfg.max_draws_factor < 1:
-        errors.append(f"max_draws_factor: must be >= 1, but got {cfg.max_draws_factor}")
+    xspec = cfg.model.backend == "xspec"
+    if xspec:
+        bounds = {}  # the expression's parameters are checked by build_model below
+        if not cfg.model.expression:
+            errors.append("model.expression: the xspec backend needs an XSPEC model expression, e.g. 'tbabs*(diskbb+powerlaw)'")
+        elif not cfg.sampling.params:
+            errors.append(
+                "sampling.params: name the free parameters of the expression (e.g. diskbb.Tin: {low: 0.1, high: 3, log: true})"
+            )
+        else:
+            try:
+                build_model(cfg)
+            except ImportError:
+                errors.append("model.backend: xspec needs XSPEC's model library: pip install 'fspnet[xspec]' (xspectrampoline)")
+            except ConfigError as err:
+                errors.extend(str(err).splitlines())
+    elif cfg.model.backend == "native":  # any other value is reported by build
+        if cfg.model.expression and cfg.model.expression.replace(" ", "").lower() not in (
+            NATIVE_EXPRESSION,
+            "tbabs*simplcutx*ezdiskbb",
+        ):
+            errors.append(
+                f"model.expression: the native backend computes only {NATIVE_EXPRESSION}, but got {cfg.model.expression!r}; set model.backend: xspec for other models"
+            )
+        for key in ("fixed", "ties"):
+            if getattr(cfg.model, key):
+                errors.append(f"model.{key}: only the xspec backend freezes or ties parameters")
     if cfg.model.n_bins < 2 or not 0 < cfg.model.low_kev < cfg.model.high_kev:
         errors.append("model: needs n_bins >= 2 and 0 < low_kev < high_kev")
     if cfg.response.arf is not None and cfg.response.rmf is None:
@@ -186,11 +242,9 @@ def validate_config(data: dict[str, tp.Any] | None, source: str = "synthesize co
         f = getattr(cfg.response, key)
         if f is not None and not Path(f).is_file():
             errors.append(f"response.{key}: file not found: {f}")
-    if cfg.response.detectors <= 0:
-        errors.append(f"response.detectors: must be > 0, but got {cfg.response.detectors}")
-    if cfg.sampling.method not in ("uniform", "latin_hypercube"):
-        errors.append(f"sampling.method: unknown {cfg.sampling.method!r}; choose one of latin_hypercube, uniform")
     for name, rng in cfg.sampling.params.items():
+        if xspec:
+            continue
         if name not in bounds:
             errors.append(f"sampling.params.{name}: unknown parameter; valid parameters are {', '.join(names)}")
             continue
@@ -209,13 +263,44 @@ def validate_config(data: dict[str, tp.Any] | None, source: str = "synthesize co
     b = cfg.background
     if b.file is not None and not Path(b.file).is_file():
         errors.append(f"background.file: file not found: {b.file}")
-    if b.source_backscal <= 0:
-        errors.append(f"background.source_backscal: must be > 0, but got {b.source_backscal}")
-    if b.exposure_ratio <= 0:
-        errors.append(f"background.exposure_ratio: must be > 0, but got {b.exposure_ratio}")
     if errors:
         raise ConfigError(f"{source}: " + f"\n{source}: ".join(errors))
     return cfg
+
+
+_RANGE_KEYS = {"low", "high", "log"}
+
+
+def _join_nested(d: tp.Any, is_leaf: tp.Callable[[tp.Any], bool], prefix: str = "") -> tp.Any:
+    """``{"diskbb": {"Tin": x}}`` -> ``{"diskbb.Tin": x}`` down to the leaves ``is_leaf`` picks."""
+    if not isinstance(d, dict):
+        return d
+    out: dict[str, tp.Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and not is_leaf(value):
+            out.update(_join_nested(value, is_leaf, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _undot(data: tp.Any) -> tp.Any:
+    """Accept ``component.parameter`` keys written nested (``diskbb: {Tin: ...}``), as YAML users
+    may write them and as dotted-path overrides (``hpo``, ``--set``) create them."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    sampling, model = data.get("sampling"), data.get("model")
+    if isinstance(sampling, dict) and isinstance(sampling.get("params"), dict):
+        leaf = lambda v: not v or bool(set(v) & _RANGE_KEYS) or not all(isinstance(x, dict) for x in v.values())
+        data["sampling"] = {**sampling, "params": _join_nested(sampling["params"], leaf)}
+    if isinstance(model, dict):
+        data["model"] = {
+            **model,
+            **{k: _join_nested(model[k], lambda v: False) for k in ("fixed", "ties") if isinstance(model.get(k), dict)},
+        }
+    return data
 
 
 def load_synthesize_config(path: str | os.PathLike[str] | None, overrides: dict[str, tp.Any] | None = None) -> SynthesizeConfig:
@@ -235,6 +320,88 @@ def load_synthesize_config(path: str | os.PathLike[str] | None, overrides: dict[
     return validate_config(data, str(path) if path is not None else "synthesize config")
 
 
+def build_model(config: SynthesizeConfig) -> tp.Any:
+    """The forward model a (validated) config names: a :class:`~fspnet.physics.Component`.
+
+    ``native``: :class:`~fspnet.physics.SourceModel`. ``xspec``: an
+    :class:`~fspnet.physics.XspecModel` of ``model.expression`` whose free parameters are
+    ``sampling.params`` (their ranges and log flags; unset ``low``/``high`` take XSPEC's soft
+    limits, unset ``log`` is false).
+
+    Raises:
+        ConfigError: naming the unknown component or parameter and listing the valid ones.
+        ImportError: for ``xspec`` without ``xspectrampoline``.
+    """
+    from fspnet.physics import SourceModel, XspecModel
+
+    m = config.model
+    if m.backend != "xspec":
+        return SourceModel()
+    from fspnet.physics._xspec import xspec_components
+
+    free: dict[str, tuple[float, float, bool]] = {}
+    comps = xspec_components()
+    for name, rng in config.sampling.params.items():
+        low, high = rng.low, rng.high
+        if low is None or high is None:  # XSPEC's soft limits (norm: none)
+            comp, _, par = name.rpartition(".")
+            info = comps.get(comp.rsplit("_", 1)[0].lower() if comp.lower() not in comps else comp.lower())
+            soft = next(
+                ((p.soft_min, p.soft_max) for p in (info.params if info else ()) if p.name.lower() == par.lower()), (0.0, 1e24)
+            )
+            low = soft[0] if low is None else low
+            high = soft[1] if high is None else high
+        free[name] = (float(low), float(high), bool(rng.log))
+    return XspecModel(m.expression or "", free=free, fixed=m.fixed, ties=m.ties, abundances=m.abund, cross_sections=m.xsect)
+
+
+def model_description(model: tp.Any) -> dict[str, tp.Any]:
+    """What a dataset records about its forward model: expression, backend and parameters."""
+    if hasattr(model, "describe"):
+        return model.describe()
+    return {
+        "expression": NATIVE_EXPRESSION,
+        "backend": "native",
+        "free": list(model.param_names),
+        "repr": "TBabs() * SimplCutX(EzDiskBB())",
+    }
+
+
+def dataset_model(source: tp.Mapping[str, tp.Any], param_names: tp.Sequence[str] | None = None) -> tp.Any:
+    """The forward model a dataset was made with, from its ``source`` attribute.
+
+    Data from the ``xspec`` backend rebuild their :class:`~fspnet.physics.XspecModel` from the
+    recorded generator config; everything else (native data, real spectra) gets the native
+    :class:`~fspnet.physics.SourceModel`.
+
+    Raises:
+        ConfigError: if the recorded model cannot be rebuilt, or its parameters are not
+            ``param_names``.
+    """
+    from fspnet.physics import SourceModel
+
+    cfg: dict[str, tp.Any] = source["config"] if isinstance(source.get("config"), dict) else {}
+    if (cfg.get("model") or {}).get("backend", "native") != "xspec":
+        model = SourceModel()
+    else:
+        errors: list[str] = []
+        data = {k: cfg[k] for k in ("model", "sampling") if k in cfg}
+        resolved = build(_undot(data), SynthesizeConfig, errors)
+        if errors:
+            raise ConfigError("dataset source.config: " + "; ".join(errors))
+        try:
+            model = build_model(resolved)
+        except ImportError:
+            raise ConfigError(
+                "the data were made with the xspec backend, which needs XSPEC's model library: pip install 'fspnet[xspec]'"
+            ) from None
+    if param_names is not None and list(param_names) and list(param_names) != list(model.param_names):
+        raise ConfigError(
+            f"the dataset's parameters {list(param_names)} are not those of its model {model!r}: {list(model.param_names)}"
+        )
+    return model
+
+
 # ----------------------------------------------------------------------------- generator
 
 
@@ -250,12 +417,12 @@ class Synthesizer:
     """
 
     def __init__(self, config: SynthesizeConfig | dict[str, tp.Any] | None = None) -> None:
-        from fspnet.physics import SourceModel, energy_grid
+        from fspnet.physics import energy_grid
         from fspnet.response import Folder, Grouping, Response, read_pha
 
         cfg = config if isinstance(config, SynthesizeConfig) else validate_config(config)
         self.config = cfg
-        self.model = SourceModel()
+        self.model = build_model(cfg)
         self.param_names = list(self.model.param_names)
         self.edges = energy_grid(cfg.model.n_bins, cfg.model.low_kev, cfg.model.high_kev)
         if cfg.response.rmf is None:
@@ -267,7 +434,8 @@ class Synthesizer:
         # Sampling box in the unit cube: p = low + u (high - low), in log10 for log parameters.
         lows, highs, logs = [], [], []
         for name, p in zip(self.param_names, self.model.params):
-            r = cfg.sampling.params.get(name, ParamRange())
+            # xspec: the model's bounds and log flags are the sampling ranges already
+            r = cfg.sampling.params.get(name, ParamRange()) if cfg.model.backend == "native" else ParamRange()
             lows.append(p.bounds[0] if r.low is None else r.low)
             highs.append(p.bounds[1] if r.high is None else r.high)
             logs.append(p.log if r.log is None else r.log)
@@ -423,7 +591,7 @@ class Synthesizer:
             return None
         lo = np.where(self._log, 10.0**self._low, self._low)
         hi = np.where(self._log, 10.0**self._high, self._high)
-        space = lambda j, n: np.geomspace(lo[j], hi[j], n) if self._log[j] else np.linspace(lo[j], hi[j], n)  # noqa: E731
+        space = lambda j, n: np.geomspace(lo[j], hi[j], n) if self._log[j] else np.linspace(lo[j], hi[j], n)
         nh_nodes, gammas, kt_nodes = space(0, 17), space(1, 9), space(3, 25)
         grid = np.zeros((len(nh_nodes), len(kt_nodes), 1 + len(gammas), 5))
         grid[..., 0] = nh_nodes[:, None, None]
@@ -432,9 +600,9 @@ class Synthesizer:
         grid[..., 0, 1], grid[..., 0, 2] = gammas[0], 0.0  # fsc = 0: A, gamma irrelevant
         grid[..., 1:, 1], grid[..., 1:, 2] = gammas, 1.0  # fsc = 1: B for each gamma
         flat = grid.reshape(-1, 5)
-        total = np.concatenate(
-            [self.expected_rate(flat[j : j + 1024]).sum(axis=1) for j in range(0, len(flat), 1024)]
-        ).reshape(grid.shape[:3])
+        total = np.concatenate([self.expected_rate(flat[j : j + 1024]).sum(axis=1) for j in range(0, len(flat), 1024)]).reshape(
+            grid.shape[:3]
+        )
         total = np.where(np.isfinite(total), total, np.inf)
         self._screen_table = (nh_nodes, kt_nodes, total[..., 0], total[..., 1:].max(axis=-1))
         return self._screen_table
@@ -449,7 +617,9 @@ class Synthesizer:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")  # fork is unsafe after torch has started threads
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(self.config,)) as pool:
+        with concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(self.config,)
+        ) as pool:
             pending: list[concurrent.futures.Future] = []
             nxt = 0
             try:
@@ -480,6 +650,7 @@ class Synthesizer:
             raise ConfigError(f"n: must be >= 1, but got {n}")
         seed = cfg.seed if seed is None else seed
         workers = cfg.workers if workers is None else workers
+        workers = workers or (os.cpu_count() or 1)  # 0: every core
         g = len(self.folder)
         spectra = np.empty((n, g), dtype=np.float32)
         sigma = np.empty((n, g), dtype=np.float32)
@@ -513,7 +684,7 @@ class Synthesizer:
         source = {
             "generator": "fspnet.synthesize",
             "fspnet_version": __version__,
-            "model": "TBabs() * SimplCutX(EzDiskBB())",
+            "model": model_description(self.model),
             "n": n,
             "seed": seed,
             "draws": draws,

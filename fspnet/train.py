@@ -8,24 +8,17 @@ encoder learns params = encoder(spectrum) through the *frozen* decoder of an ear
 :func:`train` reads top to bottom: config, seed and device; data (tensors on the device,
 transforms fitted on the training split); model; optimiser and scheduler; resume; then the
 epoch loop, which calls ``callback(epoch, metrics)`` after every epoch. The callback may
-return ``"stop"`` and/or ``"checkpoint"``. A run directory holds:
+return ``"stop"`` and/or ``"checkpoint"``. An ``interrupt`` event (set by a signal handler on
+preemption) ends training after the current batch with a checkpoint that resumes mid-epoch.
 
-=======================  =====================================================================
-``config.json``          the resolved training config
-``run.json``             stage, input/output shapes, parameter names and energy grid
-``network.json``         the network config the model was built from
-``transforms.json``      spectrum and parameter transforms (fitted on the training split)
-``splits.json``          training / validation rows of the dataset file
-``best.safetensors``     weights with the best validation loss
-``last.pt``              last checkpoint: state dicts, counters, history and RNG states
-                         (``torch.load(..., weights_only=True)``)
-``metrics.csv/.json``    metrics per epoch
-``provenance.json``      seed, git commit, packages, host, Slurm ids, GPU
-``loss_curve.png``       loss per epoch
-``reconstruction.png``   validation spectra against their reconstructions
-``decoder.safetensors``  (encoder runs) a copy of the frozen decoder, with
-``decoder_network.json``  its network config, so the run directory stands alone
-=======================  =====================================================================
+The schedule is the first stage, the extra ``training.stages`` (each from the best weights at a
+tenth of the learning rate) and, when ``training.fine_tune_worst`` and ``fine_tune_epochs`` are
+set, NNPowerspectra's last stage: the N training spectra with the worst loss under the best
+weights so far are chosen once (:func:`select_worst`) and trained on alone, at a tenth of the
+last stage's learning rate, while validation stays on the whole validation split.
+
+The run directory's files (names, writing, loading) belong to :mod:`fspnet.rundir`; nothing
+in it changes until the new run has been built and validated.
 
 Command line::
 
@@ -36,48 +29,59 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import csv
 import dataclasses
 import fcntl
-import io
-import json
 import logging
 import math
-import os
+import threading
 import time
 import typing as tp
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
 from fspnet import __version__
-from fspnet._io import atomic_path, write_json, write_text
-from fspnet._provenance import collect_provenance
 from fspnet.config import Config, from_dict, load_config, parse_overrides, to_dict
 from fspnet.data import SpectrumDataset, Transforms, load_split, load_transforms, make_split, subset_indices
 from fspnet.data._dataset import read_dataset_cached
-from fspnet.errors import ConfigError, DataError, NetworkConfigError
+from fspnet.errors import ConfigError, DataError, NetworkConfigError, TrainingError
+from fspnet.nets import Network
+from fspnet.rundir import (
+    BEST,
+    CHECKPOINT,
+    NETWORK,
+    SPLITS,
+    TRANSFORMS,
+    Run,
+    RunDir,
+    hyperparams_config,
+    load_run,
+    read_hyperparams,
+)  # fmt: skip
+from runtools.provenance import collect_provenance
 
-__all__ = ["Callback", "Run", "load_run", "main", "read_hyperparams", "train"]
+__all__ = ["Callback", "Run", "load_run", "main", "read_hyperparams", "select_worst", "train"]
 
 log = logging.getLogger("fspnet.train")
 
 #: Called after every epoch with ``(epoch, metrics)``; may return ``{"stop", "checkpoint"}``.
-Callback = tp.Callable[[int, dict[str, float]], tp.Optional[tp.Iterable[str]]]
+Callback = tp.Callable[[int, dict[str, float]], tp.Iterable[str] | None]
 
-CHECKPOINT = "last.pt"
-BEST = "best.safetensors"
 EVAL_BATCH = 4096  # spectra per forward pass when evaluating (no gradients kept)
+_CKPT_KEYS = ("model", "optimizer", "scheduler", "state", "history", "rng")
 
 
-def train(config: tp.Mapping[str, tp.Any], callback: Callback | None = None) -> dict[str, tp.Any]:
+def train(
+    config: tp.Mapping[str, tp.Any],
+    callback: Callback | None = None,
+    *,
+    interrupt: threading.Event | None = None,
+) -> dict[str, tp.Any]:
     """Train the network of ``config["stage"]`` and write its artifacts into ``config["run_dir"]``.
 
     Args:
@@ -88,17 +92,22 @@ def train(config: tp.Mapping[str, tp.Any], callback: Callback | None = None) -> 
             ``time_s`` (and ``val_recon_loss``, ``val_latent_loss`` for the encoder). It may
             return a collection holding ``"stop"`` (end training now) and/or ``"checkpoint"``
             (write the last checkpoint now).
+        interrupt: when set (e.g. by a SIGTERM handler), training ends after the current batch:
+            ``last.pt`` then holds the position inside the epoch, and ``resume: true``
+            continues from that batch with the same per-epoch metrics as an uninterrupted run.
 
     Returns:
         ``{"metrics": {...}, "best_epoch": int, "epochs": int, "run_dir": str, "stopped": str}``
         where ``metrics`` are those of the best epoch plus ``best_val_loss``,
         ``final_train_loss`` and ``final_val_loss``, and ``stopped`` is
-        ``"early_stopping"`` (patience ran out in the last stage, or the loss became
-        non-finite), ``"callback"`` or ``"max_epochs"``.
+        ``"early_stopping"`` (patience ran out in the last stage), ``"callback"``,
+        ``"max_epochs"`` or ``"interrupted"``.
 
     Raises:
-        ConfigError: for an invalid config (every bad key path listed).
-        DataError: for a missing or unusable dataset.
+        ConfigError: for an invalid config (every bad key path listed), or a ``run_dir`` that
+            holds an earlier run's results without ``resume`` or ``overwrite``.
+        DataError: for a missing or unusable dataset, or an unreadable checkpoint.
+        TrainingError: when a training or validation loss is not finite (epoch, batch, loss).
 
     Example:
         >>> from fspnet.config import load_config
@@ -111,34 +120,36 @@ def train(config: tp.Mapping[str, tp.Any], callback: Callback | None = None) -> 
     cfg: Config = from_dict(config)  # validate at the boundary; hpo passes plain dicts
     tc = cfg.training
     run_dir = Path(cfg.run_dir or f"runs/{cfg.stage}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resume = cfg.resume and (run_dir / CHECKPOINT).is_file()
+    rd = RunDir(run_dir)
+    resume = cfg.resume and rd.has_checkpoint()
     if cfg.resume and not resume:
         log.warning("%s: no %s to resume from; starting a new run", run_dir, CHECKPOINT)
+    if not resume:  # a resume request without a checkpoint may replace what is there
+        rd.check_can_start(overwrite=cfg.overwrite or cfg.resume)
+    ckpt = rd.load_checkpoint(_CKPT_KEYS) if resume else None  # a bad file fails before any work
     device = _device(tc.device)
     torch.manual_seed(tc.seed)
     log.info("%s %s run in %s on %s", "resuming" if resume else "starting", cfg.stage, run_dir, device)
 
     # -- data: the file (made once if missing), split, transforms, tensors on the device --------
+    # nothing is written into run_dir until the model is built: a run that cannot start
+    # leaves an earlier run's files as they were
     ds = read_dataset_cached(_ensure_dataset(cfg))
     if resume:
-        split = load_split(run_dir / "splits.json")
+        split = load_split(run_dir / SPLITS)
     else:
         sub = cfg.data.subset
         rows = subset_indices(len(ds), sub.n if sub else None, sub.mode if sub else "first", sub.seed if sub else 0)
         split_seed = tc.seed if cfg.data.split_seed is None else cfg.data.split_seed
         split = make_split(rows, cfg.data.val_fraction, split_seed, n_total=len(ds))
-        split.save(run_dir / "splits.json")
     if split.n_total != len(ds):
-        raise DataError(
-            f"{run_dir / 'splits.json'}: split made for {split.n_total} spectra, but {cfg.data.path} has {len(ds)}"
-        )
-    decoder = None
+        raise DataError(f"{run_dir / SPLITS}: split made for {split.n_total} spectra, but {cfg.data.path} has {len(ds)}")
+    decoder: Network | None = None
     if cfg.stage == "decoder":
         if ds.params is None:
             raise DataError(f"{cfg.data.path}: the decoder stage needs 'params' in the dataset")
         if resume:
-            transforms = load_transforms(run_dir / "transforms.json")
+            transforms = load_transforms(run_dir / TRANSFORMS)
         else:
             log_params = ds.log_params if cfg.data.log_params is None else cfg.data.log_params
             train_ds = ds.subset(split.train)
@@ -158,74 +169,102 @@ def train(config: tp.Mapping[str, tp.Any], callback: Callback | None = None) -> 
                 f"{cfg.data.path}: spectra have {ds.spectra.shape[1]} bins, but the decoder in {frozen.path} makes {n_out}"
             )
         if ds.params is not None and ds.params.shape[1] != n_in:
-            raise DataError(
-                f"{cfg.data.path}: {ds.params.shape[1]} parameters, but the decoder in {frozen.path} takes {n_in}"
-            )
-    transforms.save(run_dir / "transforms.json")
+            raise DataError(f"{cfg.data.path}: {ds.params.shape[1]} parameters, but the decoder in {frozen.path} takes {n_in}")
     x_train, p_train = _tensors(ds, split.train, transforms, device)  # [N, C], [N, P] | None
     x_val, p_val = _tensors(ds, split.val, transforms, device)
+    assert transforms.params is not None  # both stages fit or load parameter transforms
     n_bins, n_params = x_train.shape[1], len(transforms.params.mean)
 
     # -- model -------------------------------------------------------------------------------
     in_shape, out_shape = ((n_params,), (n_bins,)) if cfg.stage == "decoder" else ((n_bins,), (n_params,))
-    net_source: tp.Any = run_dir / "network.json" if resume else _network_source(cfg, n_bins, n_params)
+    net_source: tp.Any = run_dir / NETWORK if resume else _network_source(cfg, n_bins, n_params)
     model = _build(net_source, in_shape, out_shape, where=_network_where(cfg, resume, run_dir)).to(device)
-    write_json(run_dir / "network.json", model.config)
-    write_json(
-        run_dir / "run.json",
-        {
-            "stage": cfg.stage,
-            "input_shape": list(in_shape),
-            "output_shape": list(out_shape),
-            "param_names": list(transforms.param_names or ds.param_names),
-            "energy_centres": np.asarray(ds.energy_centres).tolist(),
-            "energy_widths": np.asarray(ds.energy_widths).tolist(),
-            "units": ds.units,
-            "fspnet_version": __version__,
-        },
-    )
-    write_json(run_dir / "config.json", to_dict(cfg))
-    if decoder is not None:
-        with atomic_path(run_dir / "decoder.safetensors") as tmp:
-            save_file(_cpu_state(decoder), str(tmp))
-        write_json(run_dir / "decoder_network.json", decoder.config)
-    n_weights = sum(p.numel() for p in model.parameters())
-    log.info("%s: %d weights, %d training and %d validation spectra", cfg.stage, n_weights, len(x_train), len(x_val))
-
-    def losses(idx: torch.Tensor | slice, x: torch.Tensor, p: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """The stage's loss on rows ``idx`` of ``x`` [N, C] and ``p`` [N, P]."""
-        if cfg.stage == "decoder":
-            return {"loss": F.mse_loss(model(p[idx]).flatten(1), x[idx])}
-        xb = x[idx]  # [B, C]
-        z = model(xb).flatten(1)  # [B, P]
-        recon = F.mse_loss(decoder(z).flatten(1), xb)
-        out = {"recon_loss": recon, "loss": cfg.encoder.recon_weight * recon}
-        if p is not None:
-            out["latent_loss"] = F.mse_loss(z, p[idx])
-            out["loss"] = out["loss"] + cfg.encoder.latent_weight * out["latent_loss"]
-        return out
 
     # -- optimiser, scheduler and the multi-stage schedule -------------------------------------
-    # stage k trains at learning_rate / 10**k with its own patience and most epochs
+    # stage k trains at learning_rate / 10**k with its own patience and most epochs; the last
+    # one may be the fine-tuning on the worst spectra (no patience: it runs its epochs)
     schedule = [(tc.epochs, tc.patience)] + [(s.epochs, s.patience) for s in tc.stages]
+    fine_tune_stage = len(schedule) if tc.fine_tune_worst > 0 and tc.fine_tune_epochs > 0 else None
+    if fine_tune_stage is not None:
+        schedule.append((tc.fine_tune_epochs, None))
     optimizer, scheduler = _optimizer(model, tc, stage=0)
     shuffle = torch.Generator(device=device)
     shuffle.manual_seed(tc.seed)
     state = {"epoch": 0, "stage": 0, "stage_epoch": 0, "bad_epochs": 0, "best_val_loss": math.inf, "best_epoch": 0}
     history: list[dict[str, float]] = []
+    partial: _EpochState | None = None  # an epoch interrupted part-way, continued first
+    worst: torch.Tensor | None = None  # [N] training rows of the fine-tuning stage, once chosen
 
-    # -- resume: weights, optimiser, scheduler, counters, history and RNG states ----------------
+    # -- resume: weights, optimiser, scheduler, counters, history, RNG states, epoch position --
+    if ckpt is not None:
+        try:
+            state.update(ckpt["state"])
+            optimizer, scheduler = _optimizer(model, tc, stage=int(state["stage"]))
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            history = list(ckpt["history"])
+            _set_rng(ckpt["rng"], shuffle)
+            partial = _EpochState.from_dict(ckpt.get("partial"), device)
+            if ckpt.get("worst") is not None:
+                worst = ckpt["worst"].to(device)
+            if int(state["stage"]) == fine_tune_stage and worst is None:
+                raise ValueError("it is in the fine-tuning stage but holds no 'worst' rows")
+        except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DataError(f"{run_dir / CHECKPOINT}: does not fit this run's network or config ({reason})") from None
+        where = f", batch {partial.batch} of {partial.n_batches}" if partial else ""
+        log.info("resumed at epoch %d%s (stage %d)", state["epoch"] + (1 if partial else 0), where, state["stage"])
+
+    # -- everything is built and valid: now the run directory changes --------------------------
     if resume:
-        ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
-        state.update(ckpt["state"])
-        optimizer, scheduler = _optimizer(model, tc, stage=int(state["stage"]))
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        history = list(ckpt["history"])
-        _set_rng(ckpt["rng"], shuffle)
-        log.info("resumed at epoch %d (stage %d)", state["epoch"], state["stage"])
-    write_json(run_dir / "provenance.json", _provenance(run_dir, tc.seed, device, resume, int(state["epoch"])))
+        rd.resume(to_dict(cfg))
+    else:
+        rd.start(
+            config=to_dict(cfg),
+            info={
+                "stage": cfg.stage,
+                "input_shape": list(in_shape),
+                "output_shape": list(out_shape),
+                "param_names": list(transforms.param_names or ds.param_names),
+                "energy_centres": np.asarray(ds.energy_centres).tolist(),
+                "energy_widths": np.asarray(ds.energy_widths).tolist(),
+                "units": ds.units,
+                "fspnet_version": __version__,
+            },
+            network=model.config,
+            transforms=transforms,
+            split=split,
+            decoder=decoder,
+            decoder_network=None if decoder is None else decoder.config,
+        )
+    rd.write_provenance(_provenance(rd, tc.seed, device, resume, int(state["epoch"])))
+    n_weights = sum(p.numel() for p in model.parameters())
+    log.info("%s: %d weights, %d training and %d validation spectra", cfg.stage, n_weights, len(x_train), len(x_val))
+
+    def losses(
+        idx: torch.Tensor | slice, x: torch.Tensor, p: torch.Tensor | None, reduce: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """The stage's loss on rows ``idx`` of ``x`` [N, C] and ``p`` [N, P]: scalars, or [B] per row."""
+
+        def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return F.mse_loss(a, b) if reduce else ((a - b) ** 2).mean(1)
+
+        if cfg.stage == "decoder":
+            assert p is not None  # checked when the data were read
+            return {"loss": mse(model(p[idx]).flatten(1), x[idx])}
+        assert decoder is not None  # the encoder stage loads its frozen decoder
+        xb = x[idx]  # [B, C]
+        z = model(xb).flatten(1)  # [B, P]
+        recon = mse(decoder(z).flatten(1), xb)
+        out = {"recon_loss": recon, "loss": cfg.encoder.recon_weight * recon}
+        if p is not None:
+            out["latent_loss"] = mse(z, p[idx])
+            out["loss"] = out["loss"] + cfg.encoder.latent_weight * out["latent_loss"]
+        return out
+
+    def checkpoint(epoch_state: _EpochState | None = None) -> None:
+        rd.save_checkpoint(_checkpoint(model, optimizer, scheduler, state, history, shuffle, cfg, epoch_state, worst))
 
     # -- the epoch loop ----------------------------------------------------------------------
     stopped = "max_epochs"
@@ -233,31 +272,70 @@ def train(config: tp.Mapping[str, tp.Any], callback: Callback | None = None) -> 
         max_epochs, patience = schedule[int(state["stage"])]
         stalled = patience is not None and state["bad_epochs"] >= patience
         if stalled or state["stage_epoch"] >= max_epochs:
+            partial = None
             if int(state["stage"]) + 1 < len(schedule):
                 # next stage: restart from the best weights at a tenth of the learning rate
                 state.update(stage=int(state["stage"]) + 1, stage_epoch=0, bad_epochs=0)
                 if (run_dir / BEST).is_file():
-                    model.load_state_dict(_load_best(run_dir, device))
+                    model.load_state_dict(rd.load_best(device))
                 optimizer, scheduler = _optimizer(model, tc, stage=int(state["stage"]))
                 log.info("stage %d: lr %.3g", state["stage"], optimizer.param_groups[0]["lr"])
+                if state["stage"] == fine_tune_stage:
+                    # chosen once, from the best weights, before anything of the stage runs
+                    worst = select_worst(_per_row_loss(model, losses, x_train, p_train), tc.fine_tune_worst)
+                    log.info(
+                        "stage %d: fine-tuning on the %d worst of %d training spectra", state["stage"], len(worst), len(x_train)
+                    )
                 continue
             stopped = "early_stopping" if stalled else "max_epochs"
             break
 
+        if interrupt is not None and interrupt.is_set() and partial is None:
+            checkpoint()  # between epochs: nothing of the next one has run
+            log.warning("interrupted after epoch %d; checkpoint in %s", state["epoch"], run_dir / CHECKPOINT)
+            stopped = "interrupted"
+            break
         epoch = int(state["epoch"]) + 1
         t0 = time.perf_counter()
+        # the fine-tuning stage trains on its worst rows only; validation stays on the whole split
+        x_fit, p_fit = x_train, p_train
+        if state["stage"] == fine_tune_stage and worst is not None:
+            x_fit, p_fit = x_train[worst], None if p_train is None else p_train[worst]
+        es = partial or _EpochState.begin(len(x_fit), tc.batch_size, shuffle)
+        partial = None
         train_loss = _train_epoch(
-            model, losses, x_train, p_train, tc.batch_size, optimizer, tc.grad_clip, shuffle,
-            desc=f"{cfg.stage} epoch {epoch}", progress=tc.progress,
+            model, losses, x_fit, p_fit, tc.batch_size, optimizer, tc.grad_clip, shuffle,
+            desc=f"{cfg.stage} epoch {epoch}", progress=tc.progress, epoch_state=es, interrupt=interrupt,
         )  # fmt: skip
+        es.elapsed_s += time.perf_counter() - t0
+        _check_train_loss(es, epoch, run_dir)
+        if train_loss is None:  # interrupted: keep the position inside the epoch and return
+            checkpoint(es)
+            log.warning(
+                "epoch %d: interrupted after batch %d of %d; checkpoint in %s",
+                epoch,
+                es.batch,
+                es.n_batches,
+                run_dir / CHECKPOINT,
+            )
+            stopped = "interrupted"
+            break
+        t0 = time.perf_counter()
         val = _evaluate(model, losses, x_val, p_val)
+        bad = {k: v for k, v in val.items() if not math.isfinite(v)}
+        if bad:
+            terms = ", ".join(f"{'val_loss' if k == 'loss' else 'val_' + k} = {v}" for k, v in bad.items())
+            raise TrainingError(
+                f"{run_dir}: epoch {epoch}: the validation loss is not finite ({terms}); training stopped "
+                f"with the best weights of epoch {state['best_epoch']} kept; lower training.learning_rate "
+                "or set training.grad_clip"
+            )
         scheduler.step(val["loss"])
 
         improved = val["loss"] < state["best_val_loss"]
         if improved:
             state.update(best_val_loss=val["loss"], best_epoch=epoch, bad_epochs=0)
-            with atomic_path(run_dir / BEST) as tmp:
-                save_file(_cpu_state(model), str(tmp))
+            rd.save_best(model)
         else:
             state["bad_epochs"] += 1
         state["epoch"], state["stage_epoch"] = epoch, state["stage_epoch"] + 1
@@ -269,7 +347,7 @@ def train(config: tp.Mapping[str, tp.Any], callback: Callback | None = None) -> 
             **{f"val_{k}": v for k, v in val.items() if k != "loss"},
             "lr": optimizer.param_groups[0]["lr"],
             "best_val_loss": state["best_val_loss"],
-            "time_s": time.perf_counter() - t0,
+            "time_s": es.elapsed_s + time.perf_counter() - t0,
         }
         history.append(metrics)
         log.info(
@@ -281,23 +359,20 @@ def train(config: tp.Mapping[str, tp.Any], callback: Callback | None = None) -> 
         unknown = requests - {"stop", "checkpoint"}
         if unknown:
             log.warning("callback asked for %s; only 'stop' and 'checkpoint' are understood", sorted(unknown))
-        _write_metrics(run_dir, history, int(state["best_epoch"]))
+        rd.write_metrics(history, int(state["best_epoch"]))
         every = tc.checkpoint_every
         if "checkpoint" in requests or "stop" in requests or (every and epoch % every == 0):
-            _save_checkpoint(run_dir, model, optimizer, scheduler, state, history, shuffle, cfg)
+            checkpoint()
         if "stop" in requests:
             stopped = "callback"
             break
-        if not (math.isfinite(train_loss) and math.isfinite(val["loss"])):
-            log.warning("epoch %d: the loss is not finite (train %s, val %s); stopping", epoch, train_loss, val["loss"])
-            stopped = "early_stopping"
-            break
 
     # -- finish: last checkpoint, plots, summary -----------------------------------------------
-    _save_checkpoint(run_dir, model, optimizer, scheduler, state, history, shuffle, cfg)
-    _write_metrics(run_dir, history, int(state["best_epoch"]))
-    if tc.plots and history:
-        _plot(run_dir, cfg, history, int(state["best_epoch"]), model, decoder, ds, split, transforms, device)
+    if stopped != "interrupted":  # an interruption has a bounded time: its checkpoint is written
+        checkpoint()
+        rd.write_metrics(history, int(state["best_epoch"]))
+        if tc.plots and history:
+            _plot(rd, cfg, history, int(state["best_epoch"]), model, decoder, ds, split, transforms, device)
     best = next((h for h in history if h["epoch"] == state["best_epoch"]), history[-1] if history else {})
     summary = {
         **best,
@@ -322,6 +397,54 @@ def train(config: tp.Mapping[str, tp.Any], callback: Callback | None = None) -> 
 # the hot path
 
 
+@dataclasses.dataclass
+class _EpochState:
+    """Where a training epoch is: its shuffle order, the next batch and the losses so far.
+
+    Saved in ``last.pt`` when training is interrupted, so that resuming continues the epoch at
+    the same batch with the same order and accumulators (bitwise on CPU).
+    """
+
+    perm: torch.Tensor  # [N] the epoch's order of the training rows
+    starts: list[int]  # first row of each batch in ``perm``
+    batch: int  # the next batch to run
+    total: torch.Tensor  # [] sum of loss * batch size so far
+    seen: int  # spectra trained on so far
+    batch_loss: torch.Tensor  # [n_batches] each batch's loss (NaN until it runs)
+    elapsed_s: float = 0.0
+
+    @property
+    def n_batches(self) -> int:
+        return len(self.starts)
+
+    @classmethod
+    def begin(cls, n: int, batch_size: int, shuffle: torch.Generator) -> _EpochState:
+        """A new epoch over ``n`` rows, in an order drawn from ``shuffle``."""
+        # the permutation is made on the generator's device, so a GPU epoch never copies from the host
+        perm = torch.randperm(n, generator=shuffle, device=shuffle.device)
+        starts = list(range(0, n, batch_size))
+        if n % batch_size == 1 and n > 1:
+            starts = starts[:-1]  # a batch of one breaks batch norm; drop that spectrum
+        total = torch.zeros((), device=perm.device)
+        return cls(perm, starts, 0, total, 0, torch.full((len(starts),), math.nan, device=perm.device))
+
+    def to_dict(self) -> dict[str, tp.Any]:
+        return {
+            "perm": self.perm.cpu(), "starts": list(self.starts), "batch": self.batch, "total": self.total.cpu(),
+            "seen": self.seen, "batch_loss": self.batch_loss.cpu(), "elapsed_s": float(self.elapsed_s),
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: tp.Mapping[str, tp.Any] | None, device: torch.device) -> _EpochState | None:
+        if d is None:
+            return None
+        return cls(
+            perm=d["perm"].to(device), starts=[int(s) for s in d["starts"]], batch=int(d["batch"]),
+            total=d["total"].to(device), seen=int(d["seen"]), batch_loss=d["batch_loss"].to(device),
+            elapsed_s=float(d["elapsed_s"]),
+        )  # fmt: skip
+
+
 def _train_epoch(
     model: nn.Module,
     losses: tp.Callable[..., dict[str, torch.Tensor]],
@@ -334,29 +457,79 @@ def _train_epoch(
     *,
     desc: str = "",
     progress: bool = True,
-) -> float:
-    """One pass over the training tensors in random batches; returns the mean loss."""
+    epoch_state: _EpochState | None = None,
+    interrupt: threading.Event | None = None,
+) -> float | None:
+    """One pass over the training tensors in random batches; returns the mean loss.
+
+    Continues ``epoch_state`` (a new epoch drawn from ``shuffle`` when None) and updates it
+    in place. Returns None, with ``epoch_state`` at the next batch, when ``interrupt`` is set.
+    """
     model.train()
-    n = len(x)
-    # the permutation is made on the data's device, so a GPU epoch never copies from the host
-    perm = torch.randperm(n, generator=shuffle, device=x.device)
-    starts = range(0, n, batch_size)
-    if n % batch_size == 1 and n > 1:
-        starts = range(0, n - 1, batch_size)  # a batch of one breaks batch norm; drop that spectrum
-    total = torch.zeros((), device=x.device)
-    seen = 0
-    for i in tqdm(starts, desc=desc, leave=False, disable=None if progress else True, unit="batch"):
-        idx = perm[i : i + batch_size]  # [B]
-        loss = losses(idx, x, p)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        # accumulate on the device: .item() per batch would sync the GPU every step
-        total += loss.detach() * len(idx)
-        seen += len(idx)
-    return float(total) / max(seen, 1)
+    es = epoch_state or _EpochState.begin(len(x), batch_size, shuffle)
+    bar = tqdm(total=es.n_batches, initial=es.batch, desc=desc, leave=False, disable=None if progress else True, unit="batch")
+    with bar:
+        while es.batch < es.n_batches:
+            i = es.starts[es.batch]
+            idx = es.perm[i : i + batch_size]  # [B]
+            loss = losses(idx, x, p)["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            # accumulate on the device: .item() per batch would sync the GPU every step
+            es.batch_loss[es.batch] = loss.detach()
+            es.total += loss.detach() * len(idx)
+            es.seen += len(idx)
+            es.batch += 1
+            bar.update()
+            if interrupt is not None and es.batch < es.n_batches and interrupt.is_set():
+                return None
+    return float(es.total) / max(es.seen, 1)
+
+
+def select_worst(loss: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of the ``n`` rows with the largest loss, worst first (ties in row order).
+
+    The selection of NNPowerspectra's fine-tuning stage; deterministic, so a resumed or
+    repeated run picks the same rows.
+
+    Args:
+        loss: [N] one loss per row.
+        n: how many rows to keep (all of them when ``n >= N``).
+
+    Returns:
+        [min(n, N)] int64 row indices on ``loss``'s device.
+
+    Example:
+        >>> select_worst(torch.tensor([0.1, 0.5, 0.3, 0.5]), 2).tolist()
+        [1, 3]
+    """
+    order = torch.sort(loss, descending=True, stable=True).indices
+    return order[: max(0, min(int(n), len(loss)))]
+
+
+@torch.no_grad()
+def _per_row_loss(
+    model: nn.Module, losses: tp.Callable[..., dict[str, torch.Tensor]], x: torch.Tensor, p: torch.Tensor | None
+) -> torch.Tensor:
+    """The stage's loss of every row of ``x`` [N, C] (eval mode, large batches): [N]."""
+    model.eval()
+    out = [losses(slice(i, i + EVAL_BATCH), x, p, reduce=False)["loss"] for i in range(0, len(x), EVAL_BATCH)]
+    return torch.cat(out)
+
+
+def _check_train_loss(es: _EpochState, epoch: int, run_dir: Path) -> None:
+    """Raise TrainingError at the first batch of the epoch whose training loss is not finite."""
+    bad = (~torch.isfinite(es.batch_loss[: es.batch])).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        raise TrainingError(
+            f"{run_dir}: epoch {epoch}, batch {i + 1} of {es.n_batches}: the training loss is "
+            f"{float(es.batch_loss[i])}; training stopped (the weights of earlier epochs are kept); "
+            "lower training.learning_rate or set training.grad_clip"
+        )
 
 
 @torch.no_grad()
@@ -453,10 +626,10 @@ def _network_where(cfg: Config, resume: bool, run_dir: Path) -> str:
     return f"{cfg.stage}.network ({section.network})" if section.network else f"{cfg.stage}.architecture"
 
 
-def _build(source: tp.Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...], where: str) -> nn.Module:
+def _build(source: tp.Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...], where: str) -> Network:
     from fspnet.nets import build_network
 
-    model = build_network(source if isinstance(source, dict) else str(source), in_shape)
+    model = build_network(source if isinstance(source, dict) else str(source), in_shape, out_shape)
     got = tuple(model.output_shape)
     if math.prod(got) != math.prod(out_shape):
         raise ConfigError(f"{where}: the network maps {in_shape} to {got}, but this stage needs {out_shape}")
@@ -486,14 +659,6 @@ def _optimizer(model: nn.Module, tc: tp.Any, stage: int) -> tuple[torch.optim.Op
     return optimizer, scheduler
 
 
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-
-
-def _load_best(run_dir: Path, device: torch.device) -> dict[str, torch.Tensor]:
-    return load_file(str(run_dir / BEST), device=str(device))
-
-
 def _rng_state(shuffle: torch.Generator) -> dict[str, tp.Any]:
     return {
         "torch": torch.get_rng_state(),
@@ -509,8 +674,7 @@ def _set_rng(rng: dict[str, tp.Any], shuffle: torch.Generator) -> None:
     shuffle.set_state(rng["shuffle"])
 
 
-def _save_checkpoint(
-    run_dir: Path,
+def _checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: tp.Any,
@@ -518,47 +682,35 @@ def _save_checkpoint(
     history: list[dict[str, float]],
     shuffle: torch.Generator,
     cfg: Config,
-) -> None:
-    """Write ``last.pt`` atomically: plain state dicts, counters, history and RNG states."""
-    ckpt = {
-        "model": _cpu_state(model),
+    partial: _EpochState | None = None,
+    worst: torch.Tensor | None = None,
+) -> dict[str, tp.Any]:
+    """The contents of ``last.pt``: state dicts, counters, history, RNG states, epoch position and
+    the fine-tuning rows."""
+    return {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "state": {k: (float(v) if isinstance(v, float) else int(v)) for k, v in state.items()},
         "history": history,
         "rng": _rng_state(shuffle),
+        "partial": None if partial is None else partial.to_dict(),
+        "worst": None if worst is None else worst.cpu(),
         "config": to_dict(cfg),
         "fspnet_version": __version__,
     }
-    with atomic_path(run_dir / CHECKPOINT) as tmp:
-        torch.save(ckpt, tmp)
 
 
-def _write_metrics(run_dir: Path, history: list[dict[str, float]], best_epoch: int) -> None:
-    keys: list[str] = []
-    for h in history:
-        keys += [k for k in h if k not in keys]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    write_text(run_dir / "metrics.csv", buf.getvalue())
-    best = next((h for h in history if h["epoch"] == best_epoch), None)
-    write_json(run_dir / "metrics.json", {"best_epoch": best_epoch, "best": best, "history": history})
-
-
-def _provenance(run_dir: Path, seed: int, device: torch.device, resume: bool, epoch: int) -> dict[str, tp.Any]:
+def _provenance(rd: RunDir, seed: int, device: torch.device, resume: bool, epoch: int) -> dict[str, tp.Any]:
     prov = collect_provenance(seed=seed, device=str(device), extra={"resumed_at_epoch": epoch if resume else None})
-    previous = run_dir / "provenance.json"
-    if resume and previous.is_file():
-        with contextlib.suppress(json.JSONDecodeError, OSError):
-            old = json.loads(previous.read_text())
-            prov["previous"] = old.pop("previous", []) + [old]
+    old = rd.read_provenance() if resume else None
+    if old is not None:
+        prov["previous"] = old.pop("previous", []) + [old]
     return prov
 
 
 def _plot(
-    run_dir: Path,
+    rd: RunDir,
     cfg: Config,
     history: list[dict[str, float]],
     best_epoch: int,
@@ -571,98 +723,27 @@ def _plot(
 ) -> None:
     """loss_curve.png, and reconstruction.png of four validation spectra with the best weights."""
     from fspnet._plots import plot_loss_curve, plot_reconstruction
+    from fspnet.rundir import LOSS_CURVE, RECONSTRUCTION
 
-    plot_loss_curve(history, run_dir / "loss_curve.png", best_epoch=best_epoch)
-    if not (run_dir / BEST).is_file():
-        return  # no epoch ever improved (a non-finite loss): nothing worth reconstructing
+    plot_loss_curve(history, rd.path / LOSS_CURVE, best_epoch=best_epoch)
+    if not (rd.path / BEST).is_file():
+        return  # no epoch ever improved: nothing worth reconstructing
     best = copy.deepcopy(model)
-    best.load_state_dict(_load_best(run_dir, device))
+    best.load_state_dict(rd.load_best(device))
     best.eval()
     rows = split.val[:4]
     x, p = _tensors(ds, rows, transforms, device)
     with torch.no_grad():
-        out = best(p).flatten(1) if cfg.stage == "decoder" else decoder(best(x).flatten(1)).flatten(1)
+        if cfg.stage == "decoder":
+            out = best(p).flatten(1)
+        else:
+            assert decoder is not None
+            out = decoder(best(x).flatten(1)).flatten(1)
     recon = transforms.spectra.inverse(out.double()).cpu().numpy()
     names = [ds.names[i] for i in rows] if ds.names is not None else [f"row {i}" for i in rows]
     title = "decoder(params)" if cfg.stage == "decoder" else "decoder(encoder(spectrum))"
     plot_reconstruction(
-        np.asarray(ds.energy_centres), ds.spectra[rows], recon, run_dir / "reconstruction.png", names=names, title=title
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# reading a run directory back
-
-
-@dataclasses.dataclass
-class Run:
-    """A trained network read back from a run directory (see the module docstring).
-
-    Attributes:
-        path: the run directory.
-        stage: ``"decoder"`` or ``"encoder"``.
-        network: the model with its best weights, in eval mode.
-        transforms: the fitted transforms.
-        input_shape: the network input shape without the batch dimension.
-        param_names: parameter names.
-        energy_centres: [C] bin centres in keV (None if unknown).
-        config: the training config (empty if the folder has none).
-        decoder: for an encoder run, the frozen decoder (None if absent).
-    """
-
-    path: Path
-    stage: str
-    network: nn.Module
-    transforms: Transforms
-    input_shape: tuple[int, ...]
-    param_names: list[str]
-    energy_centres: np.ndarray | None
-    config: dict[str, tp.Any]
-    decoder: nn.Module | None = None
-
-
-def load_run(run_dir: str | os.PathLike[str], device: str | torch.device = "cpu") -> Run:
-    """Read a run directory (or a folder of shipped weights laid out the same way).
-
-    Needs ``run.json``, ``network.json``, ``best.safetensors`` and ``transforms.json``; an
-    encoder run's ``decoder.safetensors`` + ``decoder_network.json`` are loaded when present.
-    Nothing is unpickled.
-
-    Raises:
-        DataError: naming the missing or malformed file.
-    """
-    from fspnet.nets import build_network
-
-    path = Path(os.fspath(run_dir))
-    for name in ("run.json", "network.json", BEST, "transforms.json"):
-        if not (path / name).is_file():
-            raise DataError(f"{path}: not a run directory; {name} is missing")
-    try:
-        info = json.loads((path / "run.json").read_text())
-        input_shape = tuple(int(i) for i in info["input_shape"])
-        stage = str(info["stage"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise DataError(f"{path / 'run.json'}: malformed ({e})") from None
-    network = build_network(str(path / "network.json"), input_shape).to(device)
-    network.load_state_dict(load_file(str(path / BEST), device=str(device)))
-    network.eval()
-    decoder = None
-    if (path / "decoder.safetensors").is_file() and (path / "decoder_network.json").is_file():
-        decoder = build_network(str(path / "decoder_network.json"), tuple(info["output_shape"])).to(device)
-        decoder.load_state_dict(load_file(str(path / "decoder.safetensors"), device=str(device)))
-        decoder.eval()
-    config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
-    centres = info.get("energy_centres")
-    return Run(
-        path=path,
-        stage=stage,
-        network=network,
-        transforms=load_transforms(path / "transforms.json"),
-        input_shape=input_shape,
-        param_names=list(info.get("param_names", [])),
-        energy_centres=None if centres is None else np.asarray(centres),
-        config=config,
-        decoder=decoder,
+        np.asarray(ds.energy_centres), ds.spectra[rows], recon, rd.path / RECONSTRUCTION, names=names, title=title
     )
 
 
@@ -670,62 +751,57 @@ def load_run(run_dir: str | os.PathLike[str], device: str | torch.device = "cpu"
 # command line
 
 
-def read_hyperparams(path: str | os.PathLike[str]) -> dict[str, tp.Any]:
-    """Read dotted-path overrides from JSON: ``{"training.learning_rate": 1e-3, ...}``.
-
-    hpo's ``best_params.json`` (``{"params": {name: value}, "paths": {name: dotted.path}}``)
-    is accepted too: each value goes to its name's path (params without a path are skipped
-    with a warning).
-
-    Raises:
-        ConfigError: naming the file when it is missing or not such a mapping.
-    """
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: hyperparameter file not found") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{p}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of dotted config paths to values")
-    if isinstance(data.get("params"), dict) and isinstance(data.get("paths"), dict):
-        missing = [k for k in data["params"] if k not in data["paths"]]
-        if missing:
-            log.warning("%s: params %s have no config path in 'paths'; ignoring them", p, missing)
-        return {data["paths"][k]: v for k, v in data["params"].items() if k in data["paths"]}
-    return data
-
-
 def main(argv: tp.Sequence[str] | None = None) -> int:
-    """``python -m fspnet.train`` / ``fspnet-train``."""
+    """``python -m fspnet.train`` / ``fspnet-train``.
+
+    Exit status: 0 when training ended, 2 for a bad config, dataset, run directory or
+    checkpoint, 1 when the loss became non-finite.
+    """
     parser = argparse.ArgumentParser(prog="fspnet-train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=None, help="YAML config (default: built-in defaults)")
     parser.add_argument("--stage", choices=("decoder", "encoder"), help="network to train (overrides the config)")
     parser.add_argument("--run-dir", help="output folder (default: runs/<stage>)")
     parser.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace the results of an earlier run in the run directory (moved to <run-dir>/previous/ once the new run starts)",
+    )  # fmt: skip
+    parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a dotted config key, e.g. training.learning_rate=1e-3 (repeatable)",
     )  # fmt: skip
-    parser.add_argument("--hyperparams", help="JSON of dotted config keys to values (e.g. hpo's best_params.json)")
+    parser.add_argument(
+        "--hyperparams",
+        help="hpo's best_params.json: train its trial's whole config (a --config/--set that differs is refused); "
+        "or a JSON of dotted config keys to values",
+    )
+    parser.add_argument(
+        "--override", action="store_true",
+        help="with --hyperparams: let --config/--set/--stage change the trial's config (each key overridden is logged)",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     try:
-        overrides = read_hyperparams(args.hyperparams) if args.hyperparams else {}
-        overrides.update(parse_overrides(args.overrides))
+        overrides = parse_overrides(args.overrides)
         if args.stage:
             overrides["stage"] = args.stage
         if args.run_dir:
             overrides["run_dir"] = args.run_dir
         if args.resume:
             overrides["resume"] = True
-        config = load_config(args.config, overrides)
+        if args.overwrite:
+            overrides["overwrite"] = True
+        if args.hyperparams:
+            config = hyperparams_config(args.hyperparams, args.config, overrides, override=args.override)
+        else:
+            config = load_config(args.config, overrides)
         result = train(config)
     except (ConfigError, DataError) as e:
         parser.exit(2, f"fspnet-train: error: {e}\n")
+    except TrainingError as e:
+        parser.exit(1, f"fspnet-train: error: {e}\n")
     m = result["metrics"]
     print(
         f"{config['stage']}: {result['epochs']} epochs ({result['stopped']}); best val_loss "

@@ -3,7 +3,8 @@
 ``python -m hpo.run`` runs trials (many processes may share one study), ``hpo.collate``
 gathers artifacts, ``hpo.report`` renders a self-contained HTML report and
 ``hpo.train_best`` retrains the best parameters with several seeds. It knows nothing of
-Slurm; :mod:`slurm` launches workers and plugs in through :mod:`hpo._extensions`.
+Slurm; :mod:`slurm` launches workers (``python -m slurm.worker``) and hands them its hooks
+explicitly (``hpo.run.main(hooks_factory=...)``).
 
 Example:
     >>> from hpo import load_study_config, run_study  # doctest: +SKIP
@@ -26,8 +27,15 @@ from hpo.study import (
 )
 from hpo.trainables import Trainable, get_trainable
 
-_LAZY = {"Objective": "hpo.objective", "TrialHook": "hpo.objective", "TrialOutcome": "hpo.objective",
-         "RunSummary": "hpo.run", "Worker": "hpo.run", "resume_trial": "hpo.run", "run_study": "hpo.run"}
+_LAZY = {
+    "Objective": "hpo.objective",
+    "TrialHook": "hpo.objective",
+    "TrialOutcome": "hpo.objective",
+    "RunSummary": "hpo.run",
+    "Worker": "hpo.run",
+    "resume_trial": "hpo.run",
+    "run_study": "hpo.run",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -37,6 +45,7 @@ def __getattr__(name: str) -> object:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hpo' has no attribute {name!r}")
+
 
 __all__ = [
     "HpoError",

@@ -1,18 +1,19 @@
 """Dead-worker detection for every storage: heartbeats per running trial and a reaper.
 
-Optuna's own heartbeat (``RDBStorage(heartbeat_interval=…)``) exists only for relational
-storages. Studies on shared filesystems use the journal storage, and their workers die too
+Optuna's own heartbeat (``RDBStorage(heartbeat_interval=…)``, ``fail_stale_trials``) exists only
+for relational storages (Optuna 4–5 give ``JournalStorage`` none). Studies on shared filesystems use the journal storage, and their workers die too
 (SIGKILL, OOM, node failure, a job cancelled at its walltime). This module gives every storage
 the same protection, through the storage API alone:
 
 * :class:`Heartbeat` — a daemon thread that stamps the running trial's system attribute
   ``hpo:heartbeat`` (Unix time and owner :func:`worker_key`) every ``interval_s``.
-* :func:`reap_stale_trials` — run by every worker when it starts and then at most once per
-  ``grace_s``, and by ``hpo.collate`` / ``hpo.report`` (so a study whose workers are all dead is
-  cleaned up too): RUNNING trials whose heartbeat is older than ``grace_s`` become FAIL and are
-  re-enqueued with the same parameters. Exactly one reaper wins each trial (a conditional
+* :func:`reap_stale_trials` — run by every worker when it starts, at most once per ``grace_s``
+  and before it exits (:class:`HeartbeatHook`), and by ``hpo.collate`` / ``hpo.report`` (so a study whose workers are all dead is
+  cleaned up too): RUNNING trials whose heartbeat is older than ``grace_s`` become FAIL and
+  Optuna's own ``RetryHeartbeatStaleTrialCallback`` adds a WAITING retry with the same parameters.
+  Exactly one reaper wins each trial (a conditional
   ``UPDATE`` on relational storages, the journal's log order on journal storages), so each dead
-  trial is retried once. Trials suspended for a Slurm requeue (see :mod:`hpo._preempt`) get
+  trial is retried once. Trials suspended for a Slurm requeue (see :mod:`slurm._preempt`) get
   ``suspend_grace_s`` instead.
 
 Every storage operation costs (on a journal file each write takes the file's lock), so a
@@ -23,7 +24,9 @@ owner, comes :data:`FIRST_BEAT_FRACTION` of an interval after the start, so tria
 that cost no heartbeat write at all.
 
 Counts add up: a reaped trial stays FAIL with ``hpo:reaped`` saying who reaped it and why, and
-its retry is a new trial whose user attribute ``retry_of`` names the failed trial's number.
+its retry is a new trial carrying Optuna's system attributes ``failed_trial`` (first trial of the
+chain, whose seed the retry trains with: :func:`original_trial`) and ``retry_history``, and the
+user attributes ``retry_of`` (the trial it retries) and ``retries``.
 
 Environment variables set the defaults (handy for ``sbatch`` scripts): ``HPO_HEARTBEAT_S``
 (interval, 30), ``HPO_GRACE_S`` (4 intervals), ``HPO_SUSPEND_GRACE_S`` (1 h),
@@ -32,6 +35,7 @@ Environment variables set the defaults (handy for ``sbatch`` scripts): ``HPO_HEA
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import logging
 import os
@@ -46,18 +50,26 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from runtools.provenance import mask_secrets
+
 __all__ = [
+    "FAILED_TRIAL_KEY",
     "HEARTBEAT_KEY",
     "REAPED_KEY",
+    "RETRY_HISTORY_KEY",
     "STUDY_BEATS_KEY",
     "SUSPENDED_KEY",
     "Heartbeat",
     "HeartbeatHook",
     "HeartbeatSettings",
+    "enqueue_retry",
     "fail_and_retry",
     "fail_trial_once",
+    "make_heartbeat",
     "mark_study",
+    "original_trial",
     "owner_of",
+    "reap_dead_trials",
     "reap_stale_trials",
     "warn_if_network_filesystem",
     "worker_key",
@@ -80,6 +92,10 @@ REAPED_KEY = "hpo:reaped"
 #: User attributes of a retry: the failed trial's number and how many retries came before.
 RETRY_OF_ATTR = "retry_of"
 RETRIES_ATTR = "retries"
+#: System attributes of a retry, as Optuna's ``RetryHeartbeatStaleTrialCallback`` (formerly
+#: ``RetryFailedTrialCallback``) writes them: the first trial of the chain, and every trial before.
+FAILED_TRIAL_KEY = "failed_trial"
+RETRY_HISTORY_KEY = "retry_history"
 
 
 class HeartbeatSettings(tp.NamedTuple):
@@ -105,7 +121,7 @@ class HeartbeatSettings(tp.NamedTuple):
         """
         env = os.environ if environ is None else environ
         interval = float(env.get("HPO_HEARTBEAT_S", cls._field_defaults["interval_s"]))
-        values = {
+        values: dict[str, tp.Any] = {
             "interval_s": interval,
             "grace_s": float(env.get("HPO_GRACE_S", 4 * interval)),
             "suspend_grace_s": float(env.get("HPO_SUSPEND_GRACE_S", cls._field_defaults["suspend_grace_s"])),
@@ -123,31 +139,18 @@ class HeartbeatSettings(tp.NamedTuple):
 
 
 def worker_key(environ: tp.Mapping[str, str] | None = None) -> str:
-    """A key for this worker that survives a Slurm requeue.
+    """This worker's key: ``HPO_WORKER_KEY`` if set, else ``local:<host>:<pid>``.
 
-    ``HPO_WORKER_KEY`` if set; otherwise ``slurm:<array job>_<task>`` for array tasks,
-    ``slurm:<job id>`` for other Slurm jobs and ``local:<host>:<pid>`` outside Slurm. Workers
-    sharing one job get a suffix: ``.<SLURM_PROCID>`` when the job has several tasks, and
-    ``.<HPO_WORKER_INDEX>`` when the launcher packs several workers into one task.
+    A launcher that restarts workers sets ``HPO_WORKER_KEY`` to a key that survives the restart
+    (``python -m slurm.worker`` sets ``slurm:<array job>_<task>``, see
+    :func:`slurm._preempt.slurm_worker_key`), so a requeued worker finds its own trials.
 
     Example:
-        >>> worker_key({"SLURM_ARRAY_JOB_ID": "41", "SLURM_ARRAY_TASK_ID": "3", "SLURM_JOB_ID": "45"})
+        >>> worker_key({"HPO_WORKER_KEY": "slurm:41_3"})
         'slurm:41_3'
     """
     env = os.environ if environ is None else environ
-    if env.get("HPO_WORKER_KEY"):
-        return env["HPO_WORKER_KEY"]
-    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
-        key = f"slurm:{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
-    elif env.get("SLURM_JOB_ID"):
-        key = f"slurm:{env['SLURM_JOB_ID']}"
-    else:
-        key = f"local:{socket.gethostname()}:{os.getpid()}"
-    if key.startswith("slurm:") and int(env.get("SLURM_NTASKS", "1") or 1) > 1:
-        key += f".{env.get('SLURM_PROCID', '0')}"
-    if env.get("HPO_WORKER_INDEX"):
-        key += f".{env['HPO_WORKER_INDEX']}"
-    return key
+    return env.get("HPO_WORKER_KEY") or f"local:{socket.gethostname()}:{os.getpid()}"
 
 
 class Heartbeat:
@@ -182,7 +185,7 @@ class Heartbeat:
         except UpdateFinishedTrialError:
             return False
         except Exception as e:  # a flaky storage must not kill the trial; the next beat retries
-            _log.warning("heartbeat of trial id %d failed: %s", self.trial_id, _redact(str(e)))
+            _log.warning("heartbeat of trial id %d failed: %s", self.trial_id, mask_secrets(str(e)))
         return True
 
     def start(self, resumed: bool = False) -> Heartbeat:
@@ -223,7 +226,6 @@ def fail_trial_once(storage: optuna.storages.BaseStorage, trial_id: int) -> bool
     rdb = _rdb_backend(storage)
     if rdb is not None:
         import sqlalchemy
-
         from optuna.storages._rdb import models
 
         table = models.TrialModel.__table__
@@ -232,9 +234,26 @@ def fail_trial_once(storage: optuna.storages.BaseStorage, trial_id: int) -> bool
             .where(table.c.trial_id == trial_id, table.c.state == TrialState.RUNNING)
             .values(state=TrialState.FAIL, datetime_complete=_dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None))
         )
-        with rdb.engine.begin() as conn:
-            won = conn.execute(stmt).rowcount == 1
-        return won
+        from hpo._retry import call_with_retry
+
+        tried = False
+
+        def attempt() -> bool:
+            nonlocal tried
+            if tried and rdb.get_trial(trial_id).state != TrialState.RUNNING:
+                # The connection died around the commit: the UPDATE may have won, or another reaper.
+                # Counting it as lost keeps retries unique; the trial then waits for no retry.
+                _log.warning(
+                    "trial id %d: failing it met a lost connection and it is no longer RUNNING; "
+                    "not enqueueing a retry from this reaper",
+                    trial_id,
+                )
+                return False
+            tried = True
+            with rdb.engine.begin() as conn:
+                return conn.execute(stmt).rowcount == 1
+
+        return call_with_retry(attempt, f"reaper: failing trial id {trial_id}")
     try:
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
     except UpdateFinishedTrialError:
@@ -300,12 +319,48 @@ def fail_and_retry(study: optuna.Study, trial: FrozenTrial, reaper: str, reason:
         return False  # it finished meanwhile (its worker was alive after all, or another reaper won)
     if not fail_trial_once(storage, trial._trial_id):
         return False
-    retries = int(trial.user_attrs.get(RETRIES_ATTR, 0))
-    if retries >= max_retries:
-        _log.warning("trial %d not retried: it was retry %d of %d", trial.number, retries, max_retries)
-        return True
-    study.enqueue_trial(dict(trial.params), user_attrs={RETRY_OF_ATTR: trial.number, RETRIES_ATTR: retries + 1})
+    enqueue_retry(study, trial, max_retries)
     return True
+
+
+def enqueue_retry(study: optuna.Study, trial: FrozenTrial, max_retries: int) -> bool:
+    """Enqueue a WAITING copy of ``trial``'s parameters through Optuna's retry callback, unless its
+    chain of retries already had ``max_retries``; ``True`` when a retry was enqueued.
+
+    Used for dead trials (:func:`fail_and_retry`) and, by ``max_retries`` of a study file, for trials
+    whose training raised (:mod:`hpo._feature_hook`).
+    """
+    history = [*trial.system_attrs.get(RETRY_HISTORY_KEY, []), trial.number]
+    if len(history) > max_retries:
+        _log.warning("trial %d not retried: it was retry %d of %d", trial.number, len(history) - 1, max_retries)
+        return False
+    # Optuna's own retry callback adds the WAITING copy (params, distributions) and records the
+    # chain under its attribute names; hand it only the chain, not this trial's heartbeat attrs.
+    src = copy.copy(trial)
+    src.system_attrs = {
+        k: copy.deepcopy(trial.system_attrs[k]) for k in (FAILED_TRIAL_KEY, RETRY_HISTORY_KEY) if k in trial.system_attrs
+    }
+    src.user_attrs = {RETRY_OF_ATTR: trial.number, RETRIES_ATTR: len(history)}
+    src.intermediate_values = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        _retry_callback(max_retries)(study, src)
+    return True
+
+
+def _retry_callback(max_retries: int) -> tp.Callable[[optuna.Study, FrozenTrial], None]:
+    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+    return cls(max_retry=max_retries)
+
+
+def original_trial(trial: FrozenTrial) -> int:
+    """The number of the first trial of ``trial``'s retry chain (its own number if not a retry).
+
+    A retry trains with the seed of that trial, so a retried trial is the same experiment.
+    """
+    first = trial.system_attrs.get(FAILED_TRIAL_KEY)
+    return int(first) if first is not None else trial.number
 
 
 def mark_study(study: optuna.Study) -> None:
@@ -367,17 +422,23 @@ def _stale_age(trial: FrozenTrial, settings: HeartbeatSettings, now: float, star
 
     ``started_beats``: a trial without a beat beats at its ``datetime_start`` (a marked study).
     """
+    age, limit = _beat_age(trial, settings, now, started_beats)
+    return age if age is not None and age > limit else None
+
+
+def _beat_age(trial: FrozenTrial, settings: HeartbeatSettings, now: float, started_beats: bool) -> tuple[float | None, float]:
+    """``(seconds since the trial's last beat or None when it has none, its grace)``."""
     beat = trial.system_attrs.get(HEARTBEAT_KEY)
     if isinstance(beat, dict):
         last = float(beat["t"])
     elif started_beats and trial.datetime_start is not None:
         last = trial.datetime_start.timestamp()  # Optuna stores it naive, in local time
     else:
-        return None
+        return None, settings.grace_s
     suspended = trial.system_attrs.get(SUSPENDED_KEY)
     age = now - max(last, float(suspended or 0.0))
     limit = settings.suspend_grace_s if suspended is not None else settings.grace_s
-    return age if age > limit else None
+    return age, limit
 
 
 def _rdb_backend(storage: optuna.storages.BaseStorage) -> optuna.storages.RDBStorage | None:
@@ -385,36 +446,28 @@ def _rdb_backend(storage: optuna.storages.BaseStorage) -> optuna.storages.RDBSto
     return backend if isinstance(backend, optuna.storages.RDBStorage) else None
 
 
-def _redact(text: str) -> str:
-    """Hide a password in any URL in ``text`` (``scheme://user:secret@host`` → ``user:***@``)."""
-    import re
-
-    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
-
-
 # ----------------------------------------------------------------------------- hpo.run wiring
-from hpo._extensions import register_maintenance, register_worker_setup  # noqa: E402
 from hpo.objective import TrialHook  # noqa: E402
 
 
 class HeartbeatHook(TrialHook):
     """Beats for every trial a :class:`hpo.run.Worker` runs; reaps dead trials between trials.
 
-    Installed on every worker by :func:`_setup_worker`. One daemon thread per worker beats for
+    Built by every :class:`hpo.run.Worker` (:func:`make_heartbeat`). One daemon thread per worker beats for
     whichever trial is running. Starting a trial writes nothing: its ``datetime_start`` is its
     first beat (the study is marked by :func:`mark_study`); the first explicit beat, naming the
     owner, comes ``FIRST_BEAT_FRACTION * interval_s`` later and then one every ``interval_s``.
     A resumed trial beats at once (its ``datetime_start`` is old). The reaper runs when the
-    worker starts and then at most once per ``grace_s`` (a trial cannot go stale faster), as a
-    trial source that yields nothing of its own, except when the study's ``max_trials`` is
-    reached while retries wait: those still run, so that a dead trial's parameters are never lost.
+    worker starts, then at most once per ``grace_s`` (a trial cannot go stale faster) as a trial
+    source that yields nothing of its own, and once more before the worker exits
+    (:meth:`reap`, :meth:`late_s`), so that a trial killed near the end of a study is still retried.
     """
 
     def __init__(self, study: optuna.Study, key: str, settings: HeartbeatSettings, max_trials: int | None = None) -> None:
         self.study = study
         self.key = key
         self.settings = settings
-        self.max_trials = max_trials
+        self.max_trials = max_trials  # unused; kept for callers that pass it
         self._beat: Heartbeat | None = None
         self._due = float("inf")  # time.monotonic() of the next beat
         self._wake = threading.Condition()
@@ -461,36 +514,53 @@ class HeartbeatHook(TrialHook):
                         self._beat = None
 
     def trial_source(self, worker: tp.Any) -> tuple[optuna.Trial, bool] | None:
-        """Reap (rate-limited); hand out a waiting retry when ``max_trials`` would stop the worker."""
+        """Reap dead trials (at most once per ``grace_s``); never yields a trial itself (their
+        retries wait in the study and ``study.ask()`` takes them first)."""
         if time.monotonic() - self._last_reap >= self.settings.grace_s:
-            self._last_reap = time.monotonic()
-            try:
-                reap_stale_trials(self.study, self.settings, reaper=self.key)
-            except Exception as e:  # reaping is best effort; the next worker retries
-                _log.warning("reaping stale trials failed: %s: %s", type(e).__name__, _redact(str(e)))
-        if self.max_trials is None or self.study._storage.get_n_trials(self.study._study_id) < self.max_trials:
-            return None  # study.ask() takes waiting retries first anyway
-        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if any(RETRY_OF_ATTR in t.user_attrs for t in waiting):
-            return self.study.ask(), False
+            self.reap()
         return None
 
+    def reap(self) -> list[int]:
+        """Fail and retry the study's dead trials now (best effort: errors are logged)."""
+        self._last_reap = time.monotonic()
+        try:
+            return reap_stale_trials(self.study, self.settings, reaper=self.key)
+        except Exception as e:  # reaping is best effort; the next worker retries
+            _log.warning("reaping stale trials failed: %s: %s", type(e).__name__, mask_secrets(str(e)))
+            return []
 
-def _setup_worker(worker: tp.Any) -> None:
-    rdb = _rdb_backend(worker.study._storage)
+    def late_s(self, now: float | None = None) -> float:
+        """Seconds until the last RUNNING trial that missed two beats goes stale (0: none).
+
+        A worker about to exit waits that long and reaps again, so that a trial whose worker
+        died shortly before is retried even when no other worker is left.
+        """
+        now = time.time() if now is None else now
+        marked = STUDY_BEATS_KEY in self.study._storage.get_study_system_attrs(self.study._study_id)
+        wait = 0.0
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            age, limit = _beat_age(t, self.settings, now, marked)
+            if age is not None and t.system_attrs.get(SUSPENDED_KEY) is None and 2 * self.settings.interval_s < age <= limit:
+                wait = max(wait, limit - age + 0.5)
+        return wait
+
+
+def make_heartbeat(
+    study: optuna.Study, key: str, settings: HeartbeatSettings | None = None, storage_url: str | None = None
+) -> HeartbeatHook:
+    """The heartbeat of a worker of ``study`` (``key``: :func:`worker_key`); marks the study and
+    warns about an SQLite file on a network filesystem."""
+    rdb = _rdb_backend(study._storage)
     if rdb is not None and rdb.engine.url.get_backend_name() == "sqlite" and rdb.engine.url.database:
         warn_if_network_filesystem(rdb.engine.url.database)
-    mark_study(worker.study)
-    hook = HeartbeatHook(worker.study, worker_key(), HeartbeatSettings.from_env(), getattr(worker.cfg, "max_trials", None))
-    worker.hooks.append(hook)
-    worker.trial_sources.append(hook.trial_source)
+    mark_study(study)
+    return HeartbeatHook(study, key, settings or HeartbeatSettings.from_env())
 
 
-def _maintenance(cfg: tp.Any, study: optuna.Study) -> None:
+def reap_dead_trials(study: optuna.Study) -> list[int]:
+    """Reap for a command that runs no trial (``hpo.collate``, ``hpo.report``): a study whose
+    workers are all dead gets its trials failed and retried too."""
     reaped = reap_stale_trials(study, reaper=f"maintenance:{socket.gethostname()}:{os.getpid()}")
     if reaped:
         _log.warning("study %s: failed and re-enqueued dead trials %s", study.study_name, reaped)
-
-
-register_worker_setup(_setup_worker)
-register_maintenance(_maintenance)
+    return reaped

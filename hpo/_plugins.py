@@ -10,7 +10,7 @@ import typing as tp
 _LOG = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_entry_points(group: str) -> dict[str, tp.Any]:
     """Return ``{name: object}`` for every entry point of ``group`` that loads."""
     out: dict[str, tp.Any] = {}

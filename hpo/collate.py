@@ -26,12 +26,22 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from fspnet._io import atomic_path, write_json
-from hpo._extensions import run_maintenance
+from hpo._heartbeat import reap_dead_trials
 from hpo.errors import HpoError
-from hpo.study import StudyConfig, _file_lock, load_study_config, open_study
+from hpo.study import (
+    StudyConfig,
+    _file_lock,
+    bind_study_dir,
+    load_study_config,
+    open_study,
+    storage_url,
+)
+from runtools.io import atomic_path, write_json
 
-__all__ = ["PLOT_PATTERNS", "WEIGHT_PATTERNS", "CollateSummary", "collate", "collated_name", "main", "ranked_trials"]
+__all__ = [
+    "PLOT_PATTERNS", "TRIAL_RECORD", "WEIGHT_PATTERNS", "CollateSummary", "best_params", "collate", "collated_name", "main",
+    "ranked_trials",
+]  # fmt: skip
 
 _LOG = logging.getLogger(__name__)
 
@@ -65,6 +75,65 @@ def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
         return sorted(done, key=lambda t: (key(t), t.number))
     front = {t.number for t in study.best_trials}
     return sorted(done, key=lambda t: (t.number not in front, key(t), t.number))
+
+
+#: Where a trial records its params, seed and the whole config its trainable received.
+TRIAL_RECORD = "trial.json"
+
+
+def best_params(cfg: StudyConfig, study: optuna.Study) -> dict[str, tp.Any] | None:
+    """The best trial's params, their config paths and the whole config it trained with.
+
+    What ``best_params.json`` holds (``None`` before any trial completes): ``params`` by name
+    with their dotted ``paths``, the trial's ``seed``, and ``config``, the config the trainable
+    received (the study's fixed ``config:`` section, the base config file and the tuned values,
+    as read from the trial's ``trial.json``; recomputed from the study file for trials recorded
+    before trials kept it, which ``config_source`` says). ``python -m fspnet.train
+    --hyperparams best_params.json`` trains exactly that config.
+    """
+    ranked = ranked_trials(study)
+    if not ranked:
+        return None
+    best = ranked[0]
+    paths = {p.name: p.path for p in cfg.tune_params}
+    config, seed, source = _trial_config(cfg, best)
+    out: dict[str, tp.Any] = {
+        "study": cfg.name,
+        "trial": best.number,
+        "metrics": cfg.metrics,
+        "directions": cfg.directions,
+        "values": list(best.values),
+        "params": dict(best.params),
+        "paths": {k: paths[k] for k in best.params if k in paths},
+        "trainable": cfg.trainable,
+        "seed": seed,
+        "config_source": source,
+        "config": config,
+    }
+    if cfg.multi_objective:
+        out["pareto_front"] = [{"trial": t.number, "values": list(t.values), "params": dict(t.params)} for t in study.best_trials]
+    return out
+
+
+def _trial_config(cfg: StudyConfig, trial: FrozenTrial) -> tuple[dict[str, tp.Any], int | None, str]:
+    """``(config, seed, source)`` of a finished trial: its ``trial.json``, else recomputed."""
+    record_path = cfg.trial_dir(trial.number) / TRIAL_RECORD
+    record: dict[str, tp.Any] = {}
+    try:
+        record = json.loads(record_path.read_text())
+    except FileNotFoundError:
+        pass
+    except json.JSONDecodeError as e:
+        _LOG.warning("%s: not valid JSON (%s); recomputing the trial's config from %s", record_path, e, cfg.path)
+    seed = record.get("seed", (trial.user_attrs.get("result") or {}).get("seed"))
+    if isinstance(record.get("config"), dict):
+        return record["config"], seed, str(record_path)
+    from hpo.objective import Objective, seed_number, trial_seed
+
+    if seed is None:
+        seed = trial_seed(cfg.seed, seed_number(trial))
+    config = Objective(cfg).config_for(dict(trial.params), run_dir=cfg.trial_dir(trial.number), seed=int(seed), resume=False)
+    return config, int(seed), f"recomputed from {cfg.path} ({record_path} does not hold the config)"
 
 
 def _fmt(v: tp.Any) -> str:
@@ -126,7 +195,8 @@ def collate(cfg: StudyConfig, study: optuna.Study | None = None, *, storage: str
     """
     if study is None:
         study = open_study(cfg, storage)
-    run_maintenance(cfg, study)
+    bind_study_dir(cfg, study, storage)
+    reap_dead_trials(study)
     out = cfg.study_dir / "collated"
     out.mkdir(parents=True, exist_ok=True)
     summary = CollateSummary()
@@ -166,9 +236,16 @@ def collate(cfg: StudyConfig, study: optuna.Study | None = None, *, storage: str
                     (out / name).unlink()
                     summary.removed += 1
         write_json(manifest_path, sorted(wanted))
-    _LOG.info("collated %s: %d copied, %d up to date, %d removed; weights of trials %s kept; %d weight files of "
-              "pruned/failed trials deleted", out, summary.copied, summary.up_to_date, summary.removed, summary.top_k,
-              summary.trial_weights_removed)
+    _LOG.info(
+        "collated %s: %d copied, %d up to date, %d removed; weights of trials %s kept; %d weight files of "
+        "pruned/failed trials deleted",
+        out,
+        summary.copied,
+        summary.up_to_date,
+        summary.removed,
+        summary.top_k,
+        summary.trial_weights_removed,
+    )
     return summary
 
 
@@ -176,9 +253,10 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     """``python -m hpo.collate`` / ``hpo-collate``."""
     parser = argparse.ArgumentParser(prog="hpo-collate", description="Collate a study's plots and top-k weights.")
     parser.add_argument("--study", required=True, help="study YAML")
-    parser.add_argument("--storage", default=None, help="storage URL replacing the file's")
+    parser.add_argument("--storage", default=None, help="storage URL replacing the file's (default $HPO_STORAGE)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    args.storage = storage_url(args.storage)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_study_config(args.study, storage=args.storage, check_trainable=False)
@@ -186,8 +264,10 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     except HpoError as e:
         print(f"hpo-collate: error: {e}", file=sys.stderr)
         return 2
-    print(f"{cfg.study_dir / 'collated'}: {s.copied} copied, {s.up_to_date} up to date, {s.removed} removed; "
-          f"top-{cfg.keep_top_k} weights from trials {s.top_k}")
+    print(
+        f"{cfg.study_dir / 'collated'}: {s.copied} copied, {s.up_to_date} up to date, {s.removed} removed; "
+        f"top-{cfg.keep_top_k} weights from trials {s.top_k}"
+    )
     return 0
 
 

@@ -3,9 +3,15 @@
 A thin shim: :mod:`hpo` knows nothing of Slurm, so the launcher lives in :mod:`slurm.launch`
 and is imported only when this command runs.
 
+It takes the same study-file overrides as ``python -m hpo.run`` (``--sampler``, ``--pruner``,
+``--set KEY=VALUE``): they are validated with the file before anything is submitted and passed
+to every worker (``python -m hpo.report`` and ``hpo.train_best`` take the same ``--set``).
+
 Example::
 
     python -m hpo.launch --study studies/decoder.yaml --workers 16 --trials-per-worker 4 --wait
+    python -m hpo.launch --study studies/fspnet_decoder.yaml --executor local --workers 2 --wait \
+        --sampler RandomSampler --set output_dir=/tmp/try --set config.training.epochs=2
 """
 
 from __future__ import annotations

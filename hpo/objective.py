@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
+import inspect
 import logging
 import math
 import os
 import sys
+import threading
 import time
 import traceback
 import typing as tp
@@ -23,13 +25,13 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from fspnet._io import write_json
 from hpo.errors import HpoError
 from hpo.space import apply_params, suggest
 from hpo.study import StudyConfig
 from hpo.trainables import Trainable
+from runtools.io import write_json
 
-__all__ = ["Objective", "TrialHook", "TrialOutcome", "trial_seed"]
+__all__ = ["Objective", "TrialHook", "TrialInterrupted", "TrialOutcome", "trial_seed"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -76,8 +78,33 @@ class TrialOutcome:
 
 
 def trial_seed(base_seed: int, number: int) -> int:
-    """The trainable's seed for trial ``number``: reproducible, distinct per trial."""
+    """The trainable's seed for trial ``number``: reproducible, distinct per trial.
+
+    A retry passes the number of the first trial of its chain (see :func:`seed_number`), so it
+    repeats the same experiment with the same seed.
+    """
     return int(base_seed) + int(number)
+
+
+def seed_number(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
+    """The trial number that seeds ``trial``: the first trial of its retry chain (Optuna's
+    ``failed_trial`` system attribute), or its own number."""
+    from hpo._heartbeat import FAILED_TRIAL_KEY
+
+    if isinstance(trial, optuna.trial.FrozenTrial):
+        attrs = trial.system_attrs
+    else:
+        attrs = trial.study._storage.get_trial_system_attrs(trial._trial_id)
+    first = attrs.get(FAILED_TRIAL_KEY)
+    return trial.number if first is None else int(first)
+
+
+class TrialInterrupted(BaseException):
+    """The trainable stopped at ``interrupt`` (``stopped == "interrupted"``) after checkpointing.
+
+    A :class:`BaseException`, like ``KeyboardInterrupt``: the trial did not fail; the worker
+    leaves it RUNNING for a resume (``leave_running_on_exit``) or fails it, and stops.
+    """
 
 
 @functools.lru_cache(maxsize=1)
@@ -86,11 +113,15 @@ def _static_provenance() -> dict[str, tp.Any]:
     import platform
     import socket
 
-    from fspnet._provenance import git_commit, package_versions
+    from runtools.provenance import git_commit, mask_argv, package_versions
 
-    return {"git": git_commit(), "packages": package_versions(), "python": sys.version.split()[0],
-            "host": {"hostname": socket.gethostname(), "platform": platform.platform(), "pid": os.getpid()},
-            "argv": list(sys.argv)}
+    return {
+        "git": git_commit(),
+        "packages": package_versions(),
+        "python": sys.version.split()[0],
+        "host": {"hostname": socket.gethostname(), "platform": platform.platform(), "pid": os.getpid()},
+        "argv": mask_argv(sys.argv),
+    }
 
 
 def _gpu() -> dict[str, tp.Any]:
@@ -103,14 +134,18 @@ def _gpu() -> dict[str, tp.Any]:
 
 def provenance(seed: int) -> dict[str, tp.Any]:
     """Provenance of a trial: seed, git commit, package versions, host, Slurm ids, GPU (the same
-    fields as :func:`fspnet._provenance.collect_provenance`)."""
+    fields as :func:`runtools.provenance.collect_provenance`)."""
     import datetime as dt
 
-    from fspnet._provenance import SLURM_VARIABLES
+    from runtools.provenance import SLURM_VARIABLES
 
     prov = dict(_static_provenance())
-    prov.update(seed=seed, time_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                slurm={k: os.environ[k] for k in SLURM_VARIABLES if k in os.environ}, gpu=_gpu())
+    prov.update(
+        seed=seed,
+        time_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        slurm={k: os.environ[k] for k in SLURM_VARIABLES if k in os.environ},
+        gpu=_gpu(),
+    )
     return prov
 
 
@@ -128,10 +163,18 @@ class Objective:
         >>> trial = study.ask(); outcome = obj.run(trial); study.tell(trial, outcome.values, outcome.state)
     """
 
-    def __init__(self, cfg: StudyConfig, trainable: Trainable | None = None, hooks: tp.Sequence[TrialHook] = (),
-                 worker: str = "") -> None:
+    def __init__(
+        self,
+        cfg: StudyConfig,
+        trainable: Trainable | None = None,
+        hooks: tp.Sequence[TrialHook] = (),
+        worker: str = "",
+        interrupt: threading.Event | None = None,
+    ) -> None:
         self.cfg = cfg
         self.worker = worker
+        #: Set (e.g. by a signal handler) to make the trainable checkpoint at its next batch and return.
+        self.interrupt = interrupt if interrupt is not None else threading.Event()
         self.trainable = trainable or cfg.get_trainable()
         self.hooks = list(hooks)
         base = cfg.base_config
@@ -156,7 +199,7 @@ class Objective:
         cfg = self.cfg
         run_dir = cfg.trial_dir(trial.number)
         run_dir.mkdir(parents=True, exist_ok=True)
-        seed = trial_seed(cfg.seed, trial.number)
+        seed = trial_seed(cfg.seed, seed_number(trial))
         t0 = time.perf_counter()
         pruned = False
         values_seen: list[float] = []
@@ -182,28 +225,54 @@ class Objective:
             config = self.config_for(params, run_dir=run_dir, seed=seed, resume=resume)
             if resume:
                 trial.set_user_attr("resumed", int(trial.user_attrs.get("resumed", 0)) + 1)
-            write_json(run_dir / "trial.json", {"study": cfg.name, "number": trial.number, "params": params,
-                                                "paths": {p.name: p.path for p in cfg.tune_params if p.name in params},
-                                                "seed": seed})
+            write_json(
+                run_dir / "trial.json",
+                {
+                    "study": cfg.name,
+                    "number": trial.number,
+                    "params": params,
+                    "paths": {p.name: p.path for p in cfg.tune_params if p.name in params},
+                    "seed": seed,
+                    "config": config,
+                },
+            )  # best_params.json carries it
             for hook in self.hooks:
                 hook.on_trial_start(trial, run_dir, resume)
-            result = self.trainable.train(config, callback)
+            result = self._train(config, callback)
             for hook in self.hooks:
                 hook.on_train_end(trial, result)
             if not isinstance(result, dict):
-                raise HpoError(f"trainable {self.trainable.name!r} returned {type(result).__name__}, expected a dict with 'metrics'")
+                raise HpoError(
+                    f"trainable {self.trainable.name!r} returned {type(result).__name__}, expected a dict with 'metrics'"
+                )
+            if result.get("stopped") == "interrupted":
+                raise TrialInterrupted(f"trial {trial.number}: interrupted after a checkpoint")
             outcome = self._outcome(result, pruned, values_seen)
         except optuna.TrialPruned:
             outcome = TrialOutcome(TrialState.PRUNED)
         except Exception as e:  # a failing trial is recorded and the study goes on
             _LOG.warning("trial %d failed: %s: %s", trial.number, type(e).__name__, e)
-            outcome = TrialOutcome(TrialState.FAIL, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=-8)[-4000:])
+            outcome = TrialOutcome(
+                TrialState.FAIL, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=-8)[-4000:]
+            )
         finally:
             _release_gpu_memory()
-        self._record(trial, outcome, time.perf_counter() - t0)
+        self._record(trial, outcome, time.perf_counter() - t0, seed)
         for hook in self.hooks:
             hook.on_trial_end(trial, outcome)
         return outcome
+
+    def _train(self, config: dict[str, tp.Any], callback: tp.Callable[[int, dict[str, float]], set[str]]) -> tp.Any:
+        # Trainables take ``interrupt`` (bounded-time checkpoint); one that does not yet only
+        # stops at epoch ends through the callback.
+        train = self.trainable.train
+        try:
+            params = list(inspect.signature(train).parameters.values())
+        except (TypeError, ValueError):
+            params = []
+        if any(p.name == "interrupt" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return train(config, callback, interrupt=self.interrupt)
+        return train(config, callback)
 
     def _outcome(self, result: dict[str, tp.Any], pruned: bool, values_seen: list[float]) -> TrialOutcome:
         if pruned:
@@ -216,16 +285,17 @@ class Objective:
             elif values_seen and len(self.cfg.metrics) == 1:
                 values.append(values_seen[-1])
             else:
-                raise HpoError(f"{self.cfg.path}: metric {name!r} is not in the trainable's result metrics "
-                               f"({', '.join(sorted(metrics)) or 'none'}); fix metric(s) in the study file")
+                raise HpoError(
+                    f"{self.cfg.path}: metric {name!r} is not in the trainable's result metrics "
+                    f"({', '.join(sorted(metrics)) or 'none'}); fix metric(s) in the study file"
+                )
         bad = [v for v in values if not math.isfinite(v)]
         if bad:
             return TrialOutcome(TrialState.FAIL, result=result, error=f"non-finite objective value {bad}")
         return TrialOutcome(TrialState.COMPLETE, values=values, result=result)
 
-    def _record(self, trial: optuna.Trial, outcome: TrialOutcome, wall_s: float) -> None:
+    def _record(self, trial: optuna.Trial, outcome: TrialOutcome, wall_s: float, seed: int) -> None:
         # One user attr, so one storage write per trial; the full provenance goes to result.json.
-        seed = trial_seed(self.cfg.seed, trial.number)
         prov = provenance(seed)
         run_dir = self.cfg.trial_dir(trial.number)
         summary: dict[str, tp.Any] = {
@@ -233,9 +303,14 @@ class Objective:
             "seed": seed,
             "worker": self.worker,
             "wall_time_s": round(wall_s, 3),
-            "provenance": {"host": prov["host"]["hostname"], "pid": prov["host"]["pid"], "git": prov["git"]["commit"],
-                           "slurm": prov["slurm"], "gpu": prov["gpu"].get("devices") or prov["gpu"].get("cuda_visible_devices"),
-                           "time_utc": prov["time_utc"]},
+            "provenance": {
+                "host": prov["host"]["hostname"],
+                "pid": prov["host"]["pid"],
+                "git": prov["git"]["commit"],
+                "slurm": prov["slurm"],
+                "gpu": prov["gpu"].get("devices") or prov["gpu"].get("cuda_visible_devices"),
+                "time_utc": prov["time_utc"],
+            },
         }
         result = outcome.result
         if result:
@@ -246,14 +321,25 @@ class Objective:
         trial.set_user_attr("result", summary)
         if outcome.error:
             trial.set_user_attr("error", outcome.error)
-        write_json(run_dir / "result.json", {"number": trial.number, "state": outcome.state.name, "values": outcome.values,
-                                             "error": outcome.error, **summary, "provenance": prov})
+        write_json(
+            run_dir / "result.json",
+            {
+                "number": trial.number,
+                "state": outcome.state.name,
+                "values": outcome.values,
+                "error": outcome.error,
+                **summary,
+                "provenance": prov,
+            },
+        )
 
 
 def _metric(metrics: dict[str, float], name: str) -> float:
     if name not in metrics:
-        raise HpoError(f"metric {name!r} is not among the trainable's epoch metrics ({', '.join(sorted(metrics))}); "
-                       "fix metric(s) in the study file")
+        raise HpoError(
+            f"metric {name!r} is not among the trainable's epoch metrics ({', '.join(sorted(metrics))}); "
+            "fix metric(s) in the study file"
+        )
     return float(metrics[name])
 
 

@@ -8,8 +8,9 @@ parameters, timeline, and the Pareto front for multi-objective studies), a sorta
 every trial, and the final-training summary written by :mod:`hpo.train_best`. The study
 itself is left untouched, so ``optuna-dashboard`` and the ``optuna`` CLI read it as before.
 
-``best_params.json`` holds ``{"params": {name: value}, "paths": {name: dotted.path}, ...}``,
-the format ``python -m fspnet.train --hyperparams best_params.json`` reads.
+``best_params.json`` holds ``{"params": {name: value}, "paths": {name: dotted.path}, "seed": s,
+"config": {...}, ...}`` (see :func:`hpo.collate.best_params`): ``config`` is the whole config the
+best trial trained with, which ``python -m fspnet.train --hyperparams best_params.json`` trains.
 """
 
 from __future__ import annotations
@@ -29,13 +30,22 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from fspnet._io import write_json, write_text
-from hpo._extensions import run_maintenance
-from hpo.collate import ranked_trials
+from hpo._heartbeat import RETRY_HISTORY_KEY, reap_dead_trials
+from hpo.collate import best_params  # re-exported: hpo.report.best_params
 from hpo.errors import HpoError
-from hpo.study import StudyConfig, load_study_config, mask_url, open_study
+from hpo.study import (
+    StudyConfig,
+    add_override_arguments,
+    bind_study_dir,
+    load_study_config,
+    mask_url,
+    open_study,
+    override_list,
+    storage_url,
+)
+from runtools.io import write_json, write_text
 
-__all__ = ["FIGURES", "best_params", "main", "report", "summary_text"]
+__all__ = ["FIGURES", "best_params", "main", "report", "retry_of", "summary_text"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -52,34 +62,14 @@ FIGURES = {
 }
 
 
-def best_params(cfg: StudyConfig, study: optuna.Study) -> dict[str, tp.Any] | None:
-    """The best trial's params with their config paths (``None`` before any trial completes)."""
-    ranked = ranked_trials(study)
-    if not ranked:
-        return None
-    best = ranked[0]
-    paths = {p.name: p.path for p in cfg.tune_params}
-    out: dict[str, tp.Any] = {
-        "study": cfg.name,
-        "trial": best.number,
-        "metrics": cfg.metrics,
-        "directions": cfg.directions,
-        "values": list(best.values),
-        "params": dict(best.params),
-        "paths": {k: paths[k] for k in best.params if k in paths},
-        "trainable": cfg.trainable,
-    }
-    if cfg.multi_objective:
-        out["pareto_front"] = [{"trial": t.number, "values": list(t.values), "params": dict(t.params)} for t in study.best_trials]
-    return out
-
-
 def _figures(cfg: StudyConfig, study: optuna.Study) -> dict[str, tuple[tp.Any | None, str]]:
     """``{id: (figure or None, note)}``; a figure Optuna cannot draw yet gets a note instead."""
     import optuna.visualization as vis
 
     multi = cfg.multi_objective
-    target = {"target": (lambda t: t.values[0]), "target_name": cfg.metrics[0]} if multi else {"target_name": cfg.metrics[0]}
+    target: dict[str, tp.Any] = {"target_name": cfg.metrics[0]}
+    if multi:
+        target["target"] = lambda t: t.values[0]
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     out: dict[str, tuple[tp.Any | None, str]] = {}
     top: list[str] = []
@@ -127,9 +117,15 @@ def _fmt(v: tp.Any) -> str:
     return "" if v is None else str(v)
 
 
+def retry_of(trial: FrozenTrial) -> int | None:
+    """The number of the trial that ``trial`` retries (Optuna's ``retry_history``), or ``None``."""
+    history = trial.system_attrs.get(RETRY_HISTORY_KEY) or []
+    return int(history[-1]) if history else None
+
+
 def _trials_table(cfg: StudyConfig, trials: list[FrozenTrial]) -> str:
     names = [p.name for p in cfg.tune_params if p.state]
-    head = ["#", "state", *cfg.metrics, *names, "epochs", "duration (s)", "worker", "error"]
+    head = ["#", "state", *cfg.metrics, *names, "epochs", "duration (s)", "worker", "retry of", "error"]
     rows = []
     for t in trials:
         values = list(t.values) if t.values else [None] * len(cfg.metrics)
@@ -137,11 +133,20 @@ def _trials_table(cfg: StudyConfig, trials: list[FrozenTrial]) -> str:
             values = [t.intermediate_values[max(t.intermediate_values)]]
         duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
         result = t.user_attrs.get("result", {})
-        cells = [t.number, t.state.name, *values, *(t.params.get(n) for n in names), result.get("epochs"),
-                 duration, result.get("worker", ""), t.user_attrs.get("error", "")]
+        cells = [
+            t.number,
+            t.state.name,
+            *values,
+            *(t.params.get(n) for n in names),
+            result.get("epochs"),
+            duration,
+            result.get("worker", ""),
+            retry_of(t),
+            t.user_attrs.get("error", ""),
+        ]
         tds = "".join(f'<td data-v="{html.escape(_fmt(c))}">{html.escape(_fmt(c))}</td>' for c in cells)
         rows.append(f'<tr class="{t.state.name.lower()}">{tds}</tr>')
-    ths = "".join(f"<th onclick=\"sortTable(this)\">{html.escape(h)}</th>" for h in head)
+    ths = "".join(f'<th onclick="sortTable(this)">{html.escape(h)}</th>' for h in head)
     return f'<table id="trials" class="sortable"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -171,7 +176,9 @@ tr.pruned td { color: #888; } tr.fail td { color: #b00; } tr.running td { color:
 """
 
 
-def report(cfg: StudyConfig, study: optuna.Study | None = None, *, out: str | Path | None = None, storage: str | None = None) -> Path:
+def report(
+    cfg: StudyConfig, study: optuna.Study | None = None, *, out: str | Path | None = None, storage: str | None = None
+) -> Path:
     """Write ``report.html``, ``best_params.json`` and ``best_params.yaml``; return the HTML path.
 
     Args:
@@ -184,7 +191,8 @@ def report(cfg: StudyConfig, study: optuna.Study | None = None, *, out: str | Pa
 
     if study is None:
         study = open_study(cfg, storage)
-    run_maintenance(cfg, study)
+    bind_study_dir(cfg, study, storage)
+    reap_dead_trials(study)
     out_dir = Path(out) if out is not None else cfg.study_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
@@ -195,27 +203,36 @@ def report(cfg: StudyConfig, study: optuna.Study | None = None, *, out: str | Pa
 
     sections = []
     for key, (fig, note) in _figures(cfg, study).items():
-        body = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"plot-{key}") if fig is not None else f'<p class="note">{html.escape(note)}</p>'
+        body = (
+            fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"plot-{key}")
+            if fig is not None
+            else f'<p class="note">{html.escape(note)}</p>'
+        )
         sections.append(f'<section id="fig-{key}"><h2>{html.escape(FIGURES[key])}</h2>{body}</section>')
-    counts = {s.name: sum(t.state == s for t in trials) for s in TrialState}
-    count_text = ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)
+    count_text = _count_text(trials)
     best_html = "<p>No completed trial yet.</p>"
     if best is not None:
-        items = "".join(f"<li><code>{html.escape(k)}</code> ({html.escape(best['paths'].get(k, ''))}) = {html.escape(_fmt(v))}</li>"
-                        for k, v in best["params"].items())
+        items = "".join(
+            f"<li><code>{html.escape(k)}</code> ({html.escape(best['paths'].get(k, ''))}) = {html.escape(_fmt(v))}</li>"
+            for k, v in best["params"].items()
+        )
         vals = ", ".join(f"{m} = {_fmt(v)}" for m, v in zip(cfg.metrics, best["values"]))
         best_html = f"<p>Trial {best['trial']}: {html.escape(vals)}</p><ul>{items}</ul>"
     final = _final_training_html(cfg)
+    from hpo._report_trials import TrialsSection
+
+    trials_html = TrialsSection.compute(cfg, study, out_dir).to_html()
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(cfg.name)} — hpo report</title>
 <style>{_STYLE}</style><script type="text/javascript">{get_plotlyjs()}</script><script>{_SCRIPT}</script></head>
 <body><h1>Study {html.escape(cfg.name)}</h1>
-<p class="meta">{html.escape(count_text)} · {' / '.join(f'{d} {m}' for d, m in zip(cfg.directions, cfg.metrics))} ·
-sampler {html.escape(cfg.sampler['name'])} · pruner {html.escape(cfg.pruner['name'])} · trainable {html.escape(cfg.trainable)} ·
+<p class="meta">{html.escape(count_text)} · {" / ".join(f"{d} {m}" for d, m in zip(cfg.directions, cfg.metrics))} ·
+sampler {html.escape(cfg.sampler["name"])} · pruner {html.escape(cfg.pruner["name"])} · trainable {html.escape(cfg.trainable)} ·
 storage {html.escape(mask_url(storage or cfg.storage))} · {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC</p>
 <section id="best"><h2>Best trial</h2>{best_html}</section>
 {final}
-{''.join(sections)}
+{"".join(sections)}
+{trials_html}
 <section id="trials-table"><h2>Trials</h2><p class="meta">Click a column to sort.</p>{_trials_table(cfg, trials)}</section>
 </body></html>
 """
@@ -229,17 +246,30 @@ def _final_training_html(cfg: StudyConfig) -> str:
     if not path.is_file():
         return ""
     s = json.loads(path.read_text())
-    rows = "".join(f"<tr><td>{r['seed']}</td><td>{_fmt(r['value'])}</td><td>{html.escape(r['run_dir'])}</td></tr>" for r in s["runs"])
-    return (f'<section id="final-training"><h2>Final training (best params, {len(s["runs"])} seeds)</h2>'
-            f"<p>{html.escape(s['metric'])} = {_fmt(s['mean'])} ± {_fmt(s['std'])} (mean ± std)</p>"
-            f"<table><thead><tr><th>seed</th><th>{html.escape(s['metric'])}</th><th>run dir</th></tr></thead><tbody>{rows}</tbody></table></section>")
+    rows = "".join(
+        f"<tr><td>{r['seed']}</td><td>{_fmt(r['value'])}</td><td>{html.escape(r['run_dir'])}</td></tr>" for r in s["runs"]
+    )
+    return (
+        f'<section id="final-training"><h2>Final training (best params, {len(s["runs"])} seeds)</h2>'
+        f"<p>{html.escape(s['metric'])} = {_fmt(s['mean'])} ± {_fmt(s['std'])} (mean ± std)</p>"
+        f"<table><thead><tr><th>seed</th><th>{html.escape(s['metric'])}</th><th>run dir</th></tr></thead><tbody>{rows}</tbody></table></section>"
+    )
+
+
+def _count_text(trials: list[FrozenTrial]) -> str:
+    """``"7 complete, 2 pruned, 1 fail, 1 retried"``: trials per state, and how many are retries."""
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    parts = [f"{n} {s}" for s, n in counts.items() if n]
+    retried = sum(retry_of(t) is not None for t in trials)
+    if retried:
+        parts.append(f"{retried} retried")
+    return ", ".join(parts)
 
 
 def summary_text(cfg: StudyConfig, study: optuna.Study) -> str:
     """A few lines for the terminal: counts per state, the best trial and its params."""
     trials = study.get_trials(deepcopy=False)
-    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
-    lines = [f"study {cfg.name}: {len(trials)} trials (" + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + ")"]
+    lines = [f"study {cfg.name}: {len(trials)} trials ({_count_text(trials)})"]
     best = best_params(cfg, study)
     if best is None:
         lines.append("no completed trial yet")
@@ -255,13 +285,15 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hpo-report", description="Render a study's report.html and best_params.json.")
     parser.add_argument("--study", required=True, help="study YAML")
     parser.add_argument("--out", default=None, help="output folder (default <output_dir>/<study>)")
-    parser.add_argument("--storage", default=None, help="storage URL replacing the file's")
+    parser.add_argument("--storage", default=None, help="storage URL replacing the file's (default $HPO_STORAGE)")
     parser.add_argument("--log-level", default="WARNING")
+    add_override_arguments(parser, search=False)  # the study the workers ran with their --set
     args = parser.parse_args(argv)
+    args.storage = storage_url(args.storage)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        cfg = load_study_config(args.study, storage=args.storage, check_trainable=False)
+        cfg = load_study_config(args.study, storage=args.storage, check_trainable=False, overrides=override_list(args))
         study = open_study(cfg, args.storage)
         path = report(cfg, study, out=args.out, storage=args.storage)
     except HpoError as e:

@@ -9,7 +9,8 @@ A study file lists the hyperparameters in the ``tune_params`` form::
       act:    {state: false, suggest: cat, kwargs: {choices: [relu, elu]}, path: model.activation}
 
 ``path`` is a dotted key into the trainable's config (integer segments index lists; it
-defaults to the parameter's name). Parameters with ``state: false`` are not tuned and keep the
+defaults to the parameter's name), addressed with :mod:`runtools.schema`'s ``get_path`` /
+``set_path`` / ``has_path`` (re-exported here). Parameters with ``state: false`` are not tuned and keep the
 value the config already has.
 """
 
@@ -21,6 +22,8 @@ import math
 import typing as tp
 
 import optuna
+
+from runtools.schema import build, field, field_docs, get_path, has_path, set_path  # dotted paths: the one implementation
 
 __all__ = [
     "SUGGEST_KINDS",
@@ -40,8 +43,23 @@ SUGGEST_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "cat": (("choices",), ()),
 }
 _ALIASES = {"categorical": "cat", "integer": "int", "uniform": "float"}
-_PARAM_KEYS = ("state", "suggest", "kwargs", "path")
-_MISSING = object()
+
+
+def _true_or_false(v: tp.Any) -> str | None:
+    return None if isinstance(v, bool) else f"must be true or false, but got {v!r}"
+
+
+@dataclasses.dataclass
+class _ParamSpec:
+    """One entry of ``tune_params`` as written in a study file (``kwargs`` depend on ``suggest``)."""
+
+    state: tp.Any = field(True, _true_or_false, "tune it (false: keep the config's value)")
+    suggest: tp.Any = field(None, None, "int, float or cat")
+    kwargs: tp.Any = field({}, None, "arguments of trial.suggest_int / suggest_float / suggest_categorical")
+    path: tp.Any = field(None, None, "dotted key into the trainable's config (default: the parameter's name)")
+
+
+_PARAM_KEYS = tuple(field_docs(_ParamSpec))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,11 +130,11 @@ def parse_tune_params(raw: tp.Any, key: str = "tune_params") -> tuple[list[TuneP
         if not isinstance(spec, dict):
             errors.append((where, f"must be a mapping with keys {', '.join(_PARAM_KEYS)}, but got {type(spec).__name__}"))
             continue
-        for unknown in sorted(set(spec) - set(_PARAM_KEYS)):
-            errors.append((f"{where}.{unknown}", f"unknown key; valid keys are {', '.join(_PARAM_KEYS)}"))
-        state = spec.get("state", True)
-        if not isinstance(state, bool):
-            errors.append((f"{where}.state", f"must be true or false, but got {state!r}"))
+        problems: list[str] = []
+        state = build(spec, _ParamSpec, problems).state
+        for problem in problems:  # "<key>: <message>", the key relative to this parameter
+            key, _, message = problem.partition(": ")
+            errors.append((f"{where}.{key}", message))
         kind = spec.get("suggest")
         kind = _ALIASES.get(kind, kind) if isinstance(kind, str) else kind
         if kind not in SUGGEST_KINDS:
@@ -131,7 +149,7 @@ def parse_tune_params(raw: tp.Any, key: str = "tune_params") -> tuple[list[TuneP
         elif kind in SUGGEST_KINDS:
             errors += _check_kwargs(kind, kwargs, f"{where}.kwargs")
         if len(errors) == n_before:
-            params.append(TuneParam(str(name), kind, dict(kwargs), tuple(paths), state))
+            params.append(TuneParam(str(name), str(kind), dict(kwargs), tuple(paths), state))
     return params, errors
 
 
@@ -181,8 +199,12 @@ def suggest(trial: optuna.trial.BaseTrial, param: TuneParam) -> tp.Any:
     if param.suggest == "cat":
         return trial.suggest_categorical(param.name, list(kw["choices"]))
     if param.suggest == "int":
-        return trial.suggest_int(param.name, int(kw["low"]), int(kw["high"]), step=int(kw.get("step", 1)), log=bool(kw.get("log", False)))
-    return trial.suggest_float(param.name, float(kw["low"]), float(kw["high"]), step=kw.get("step"), log=bool(kw.get("log", False)))
+        return trial.suggest_int(
+            param.name, int(kw["low"]), int(kw["high"]), step=int(kw.get("step", 1)), log=bool(kw.get("log", False))
+        )
+    return trial.suggest_float(
+        param.name, float(kw["low"]), float(kw["high"]), step=kw.get("step"), log=bool(kw.get("log", False))
+    )
 
 
 def apply_params(config: dict[str, tp.Any], params: list[TuneParam], values: dict[str, tp.Any]) -> dict[str, tp.Any]:
@@ -196,62 +218,3 @@ def apply_params(config: dict[str, tp.Any], params: list[TuneParam], values: dic
             for path in p.paths:
                 set_path(config, path, values[p.name], create=True)
     return config
-
-
-def _split(path: str) -> list[str]:
-    return [s for s in path.split(".") if s]
-
-
-def get_path(config: tp.Any, path: str, default: tp.Any = _MISSING) -> tp.Any:
-    """Return the value at the dotted ``path`` of a nested dict/list config.
-
-    Raises:
-        KeyError: naming the first missing segment, when ``default`` is not given.
-    """
-    node = config
-    for i, seg in enumerate(_split(path)):
-        try:
-            node = node[int(seg)] if isinstance(node, list) else node[seg]
-        except (KeyError, IndexError, ValueError, TypeError):
-            if default is not _MISSING:
-                return default
-            raise KeyError(f"{'.'.join(_split(path)[: i + 1])} not found") from None
-    return node
-
-
-def has_path(config: tp.Any, path: str) -> bool:
-    """Whether the dotted ``path`` exists in ``config``."""
-    return get_path(config, path, _MISSING_SENTINEL) is not _MISSING_SENTINEL
-
-
-_MISSING_SENTINEL = object()
-
-
-def set_path(config: tp.Any, path: str, value: tp.Any, create: bool = False) -> None:
-    """Set the dotted ``path`` of ``config`` to ``value`` in place.
-
-    Args:
-        config: a nested dict/list.
-        path: e.g. ``"optimizer.lr"`` or ``"layers.0.width"``.
-        value: the new value.
-        create: create missing dict levels instead of raising.
-
-    Raises:
-        KeyError: when a parent of the last segment is missing and ``create`` is false.
-    """
-    segs = _split(path)
-    node = config
-    for i, seg in enumerate(segs[:-1]):
-        if isinstance(node, list):
-            node = node[int(seg)]
-            continue
-        if seg not in node or not isinstance(node[seg], (dict, list)):
-            if not create:
-                raise KeyError(f"{'.'.join(segs[: i + 1])} not found")
-            node[seg] = {}
-        node = node[seg]
-    last = segs[-1]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value

@@ -20,35 +20,64 @@ import contextlib
 import copy
 import dataclasses
 import fcntl
+import hashlib
 import importlib
 import inspect
+import json
 import logging
 import os
+import re
+import threading
 import typing as tp
 import warnings
 from pathlib import Path
 
 import optuna
 
-from fspnet._io import read_mapping
+if tp.TYPE_CHECKING:
+    import argparse
+
+from hpo import _features
 from hpo._plugins import load_entry_points
 from hpo.errors import HpoError, StudyConfigError
 from hpo.space import TuneParam, apply_params, parse_tune_params
+from runtools.io import read_mapping, write_json
+from runtools.provenance import (  # the one owner of URL masking (runtools is the bottom layer)
+    mask_secrets,
+    mask_url,
+)
+from runtools.schema import Check, build, field, field_docs
 
 __all__ = [
     "PRUNERS",
     "SAMPLERS",
+    "STORAGE_ENV",
     "STUDY_KEYS",
     "StudyConfig",
+    "add_override_arguments",
+    "bind_study_dir",
+    "check_search_space",
     "create_or_load_study",
     "load_study_config",
     "make_pruner",
     "make_sampler",
     "make_storage",
+    "override_list",
     "mask_url",
     "open_study",
     "register_section",
+    "storage_identity",
+    "storage_url",
+    "study_lock",
 ]
+
+#: Environment variable holding the storage URL when ``--storage`` is not given (keeps a password
+#: off command lines, ``ps`` and ``scontrol show job``).
+STORAGE_ENV = "HPO_STORAGE"
+#: A study name is one safe path segment: it names the folder ``<output_dir>/<name>``.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: File in the study folder recording which study (storage + name) its trial folders belong to.
+IDENTITY_FILE = "study-identity.json"
 
 _LOG = logging.getLogger(__name__)
 
@@ -61,11 +90,20 @@ SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "QMCSampler": optuna.samplers.QMCSampler,
     "NSGAIISampler": optuna.samplers.NSGAIISampler,
     "NSGAIIISampler": optuna.samplers.NSGAIIISampler,
-    "BruteForceSampler": optuna.samplers.BruteForceSampler,
+    "BruteForceSampler": _features.BruteForceSampler,
+    "GridSampler": _features.GridSampler,  # grid from tune_params, or configs.search_space
 }
-_SAMPLER_ALIASES = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "gp": "GPSampler",
-                    "qmc": "QMCSampler", "nsgaii": "NSGAIISampler", "nsgaiii": "NSGAIIISampler",
-                    "bruteforce": "BruteForceSampler"}
+_SAMPLER_ALIASES = {
+    "tpe": "TPESampler",
+    "random": "RandomSampler",
+    "cmaes": "CmaEsSampler",
+    "gp": "GPSampler",
+    "qmc": "QMCSampler",
+    "nsgaii": "NSGAIISampler",
+    "nsgaiii": "NSGAIIISampler",
+    "bruteforce": "BruteForceSampler",
+    "grid": "GridSampler",
+}
 
 #: Pruners by Optuna class name, with short aliases; ``none`` disables pruning.
 PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
@@ -78,34 +116,78 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
     "WilcoxonPruner": optuna.pruners.WilcoxonPruner,
     "NopPruner": optuna.pruners.NopPruner,
 }
-_PRUNER_ALIASES = {"hyperband": "HyperbandPruner", "median": "MedianPruner", "successive_halving": "SuccessiveHalvingPruner",
-                   "patient": "PatientPruner", "percentile": "PercentilePruner", "threshold": "ThresholdPruner",
-                   "wilcoxon": "WilcoxonPruner", "none": "NopPruner", "nop": "NopPruner"}
+_PRUNER_ALIASES = {
+    "hyperband": "HyperbandPruner",
+    "median": "MedianPruner",
+    "successive_halving": "SuccessiveHalvingPruner",
+    "patient": "PatientPruner",
+    "percentile": "PercentilePruner",
+    "threshold": "ThresholdPruner",
+    "wilcoxon": "WilcoxonPruner",
+    "none": "NopPruner",
+    "nop": "NopPruner",
+}
 
-#: Top-level keys of a study file and what they hold.
+
+def _int_at_least(low: int, *, nullable: bool = False) -> Check:
+    def check(v: tp.Any) -> str | None:
+        return None if v >= low else f"must be an integer >= {low}{' or null' if nullable else ''}, but got {v!r}"
+
+    return check
+
+
+def _seconds(v: tp.Any) -> str | None:
+    return None if v > 0 else f"must be a positive number of seconds or null, but got {v!r}"
+
+
+@dataclasses.dataclass
+class _TrainBestSection:
+    """``train_best:`` of a study file (defaults are :mod:`hpo.train_best`'s)."""
+
+    seeds: int | None = field(None, _int_at_least(1), "number of seeds of the final training")
+    config: dict[str, tp.Any] = field({}, None, "config overrides of the final training")
+
+
+@dataclasses.dataclass
+class _StudyFile:
+    """The top-level keys of a study file (the features' keys are :data:`hpo._features.FEATURE_KEYS`).
+
+    Fields typed ``tp.Any`` are checked by :func:`load_study_config` itself (they need other keys
+    or the trainable); the others are checked here by :func:`runtools.schema.build`.
+    """
+
+    name: tp.Any = field(None, None, "study name (required)")
+    output_dir: tp.Any = field("outputs", None, "folder for <name>/trials, collated, report.html (default outputs)")
+    storage: tp.Any = field(None, None, "SQLAlchemy URL, journal:PATH, or null for sqlite in <output_dir>/<name>/study.db")
+    direction: tp.Any = field(None, None, "minimize or maximize")
+    directions: tp.Any = field(None, None, "list of directions (multi-objective)")
+    metric: tp.Any = field(None, None, "metric the trainable reports, e.g. val_loss")
+    metrics: tp.Any = field(None, None, "list of metrics (multi-objective), one per direction")
+    sampler: tp.Any = field(None, None, "{name, configs}: an Optuna sampler class name")
+    pruner: tp.Any = field(None, None, "{name, configs}: an Optuna pruner class name or none (default HyperbandPruner)")
+    n_trials: int | None = field(None, _int_at_least(1, nullable=True), "trials per process when --n-trials is not given")
+    max_trials: int | None = field(
+        None, _int_at_least(1, nullable=True), "study-wide cap on the number of trials (all states), shared by every worker"
+    )
+    timeout: float | None = field(None, _seconds, "seconds per process")
+    seed: int = field(0, None, "base seed of samplers and trainables")
+    trainable: tp.Any = field("fspnet", None, "fspnet, mlp, or module:function")
+    config_file: tp.Any = field(None, None, "the trainable's base config file (YAML/JSON)")
+    config: tp.Any = field(None, None, "overrides of the trainable's base config (nested or dotted keys)")
+    quick_scan: tp.Any = field(False, None, "false, or the number of training samples for a fast debug study")
+    tune_params: tp.Any = field(None, None, "{name: {state, suggest: int|float|cat, kwargs, path}}")
+    collate_results: bool = field(True, None, "copy plots and top-k weights into <output_dir>/<name>/collated")
+    append_params: bool = field(True, None, "append name=value pairs to collated file names")
+    keep_top_k: int = field(3, _int_at_least(0), "weights of the best k trials kept in collated/")
+    train_best: _TrainBestSection | None = field(None, None, "{seeds, config}: final training of the best params")
+
+
+_STUDY_FIELDS = frozenset(f.name for f in dataclasses.fields(_StudyFile))
+
+#: Top-level keys of a study file and what they hold (from :class:`_StudyFile` and the features).
 STUDY_KEYS: dict[str, str] = {
-    "name": "study name (required)",
-    "output_dir": "folder for <name>/trials, collated, report.html (default outputs)",
-    "storage": "SQLAlchemy URL, journal:PATH, or null for sqlite in <output_dir>/<name>/study.db",
-    "direction": "minimize or maximize",
-    "directions": "list of directions (multi-objective)",
-    "metric": "metric the trainable reports, e.g. val_loss",
-    "metrics": "list of metrics (multi-objective), one per direction",
-    "sampler": "{name, configs}: an Optuna sampler class name",
-    "pruner": "{name, configs}: an Optuna pruner class name or none (default HyperbandPruner)",
-    "n_trials": "trials per process when --n-trials is not given",
-    "max_trials": "study-wide cap on the number of trials (all states), shared by every worker",
-    "timeout": "seconds per process",
-    "seed": "base seed of samplers and trainables",
-    "trainable": "fspnet, mlp, or module:function",
-    "config_file": "the trainable's base config file (YAML/JSON)",
-    "config": "overrides of the trainable's base config (nested or dotted keys)",
-    "quick_scan": "false, or the number of training samples for a fast debug study",
-    "tune_params": "{name: {state, suggest: int|float|cat, kwargs, path}}",
-    "collate_results": "copy plots and top-k weights into <output_dir>/<name>/collated",
-    "append_params": "append name=value pairs to collated file names",
-    "keep_top_k": "weights of the best k trials kept in collated/",
-    "train_best": "{seeds, config}: final training of the best params",
+    **field_docs(_StudyFile),
+    **_features.FEATURE_KEYS,  # enqueue, warm_start, constraints, max_retries, artifacts, tracking
 }
 
 #: Extra top-level sections owned by other packages (e.g. ``slurm``) and their validators.
@@ -159,6 +241,8 @@ class StudyConfig:
     keep_top_k: int = 3
     train_best: dict[str, tp.Any] = dataclasses.field(default_factory=dict)
     raw: dict[str, tp.Any] = dataclasses.field(default_factory=dict)
+    #: enqueue, warm_start, constraints, max_retries, artifacts, tracking (see :mod:`hpo._features`).
+    features: _features.Features = dataclasses.field(default_factory=_features.Features)
 
     @property
     def study_dir(self) -> Path:
@@ -180,28 +264,15 @@ class StudyConfig:
         return get_trainable(self.trainable)
 
     def sampler_for(self, worker_seed: int | None) -> optuna.samplers.BaseSampler:
-        return make_sampler(self.sampler, seed=worker_seed)
+        return make_sampler(
+            self.sampler, seed=worker_seed, tune_params=self.tune_params, constraints=bool(self.features.constraints)
+        )
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         return make_pruner(self.pruner)
 
 
 # ----------------------------------------------------------------------------- factories
-
-
-def mask_url(url: str | None) -> str:
-    """Return ``url`` with any password replaced by ``***`` (safe to print or log)."""
-    if not url:
-        return str(url)
-    if "://" not in url:
-        return url
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a SQLAlchemy URL: hide everything between :// and @
-        head, _, rest = url.partition("://")
-        return f"{head}://***@{rest.rpartition('@')[2]}" if "@" in rest else url
 
 
 @contextlib.contextmanager
@@ -238,7 +309,7 @@ def make_storage(
             (:class:`~optuna.storages.journal.JournalFileBackend`, for shared filesystems with
             no server), ``sqlite:///PATH`` (local disk; WAL journal and a 60 s busy timeout so
             many workers do not see "database is locked") or any other SQLAlchemy URL such as
-            ``postgresql+psycopg2://user:pass@host/db`` (pool pre-ping, a small pool per worker).
+            ``postgresql+psycopg://user:pass@host/db`` (psycopg 3; ``postgresql+psycopg2://`` works too; pool pre-ping, a small pool per worker).
         engine_kwargs: SQLAlchemy engine options that replace the defaults above.
         **rdb_kwargs: passed to :class:`~optuna.storages.RDBStorage` (e.g. heartbeat_interval).
 
@@ -253,11 +324,13 @@ def make_storage(
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        path = Path(url[len("journal:"):])
+        path = Path(url[len("journal:") :])
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     if "://" not in url:
-        raise HpoError(f"storage {mask_url(url)!r}: expected a SQLAlchemy URL (sqlite:///PATH, postgresql+psycopg2://...) or journal:PATH")
+        raise HpoError(
+            f"storage {mask_url(url)!r}: expected a SQLAlchemy URL (sqlite:///PATH, postgresql+psycopg://...) or journal:PATH"
+        )
     try:
         db = _sqlite_path(url)
     except Exception as e:
@@ -271,12 +344,129 @@ def make_storage(
                 _enable_wal(storage)
             return storage
         kwargs = engine_kwargs or {"pool_pre_ping": True, "pool_size": 1, "max_overflow": 2, "pool_recycle": 3600}
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **rdb_kwargs)
+        return _create_server_storage(url, kwargs, rdb_kwargs)
     except HpoError:
         raise
     except Exception as e:
-        msg = str(e).replace(url, mask_url(url))
-        raise HpoError(f"storage {mask_url(url)}: cannot open ({type(e).__name__}: {msg.splitlines()[0] if msg else ''})") from None
+        msg = mask_secrets(str(e).replace(url, mask_url(url)))
+        raise HpoError(
+            f"storage {mask_url(url)}: cannot open ({type(e).__name__}: {msg.splitlines()[0] if msg else ''})"
+        ) from None
+
+
+def _create_server_storage(
+    url: str, engine_kwargs: dict[str, tp.Any], rdb_kwargs: dict[str, tp.Any]
+) -> optuna.storages.RDBStorage:
+    """``RDBStorage(url)`` for a database server, safe when many workers start on a fresh database
+    and when the server restarts later (:class:`hpo._retry.RetryingRDBStorage`).
+
+    Optuna creates its tables on first use; concurrent ``CREATE TABLE``s race on PostgreSQL
+    (``UniqueViolation`` on ``pg_type_typname_nsp_index``). The creation runs under a server-side
+    lock (PostgreSQL advisory lock, MySQL ``GET_LOCK``) and is retried, like a refused connection
+    while the server restarts, under the one storage retry policy (:mod:`hpo._retry`).
+    """
+    import sqlalchemy.exc
+
+    from hpo._retry import RetryingRDBStorage, call_with_retry, is_transient
+
+    def racing(e: BaseException) -> bool:  # workers that do not share the lock (e.g. old ones) race
+        return isinstance(
+            e, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, optuna.exceptions.StorageInternalError)
+        ) or is_transient(e)
+
+    def attempt() -> optuna.storages.RDBStorage:
+        with _server_lock(url, "hpo:create-tables"):
+            return RetryingRDBStorage(url, engine_kwargs=engine_kwargs, **rdb_kwargs)
+
+    return call_with_retry(attempt, f"storage {mask_url(url)}: opening", transient=racing)
+
+
+_LOCK_ENGINES: dict[str, tp.Any] = {}
+_LOCAL_LOCKS: dict[tp.Any, threading.Lock] = {}
+
+
+def _lock_id(key: str) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def _server_lock(url: str, key: str) -> tp.Iterator[None]:
+    """An exclusive lock named ``key`` on the database server of ``url`` (PostgreSQL advisory lock,
+    MySQL/MariaDB ``GET_LOCK``); a no-op for other backends. Released when the body ends or the
+    connection dies."""
+    import sqlalchemy
+
+    backend = sqlalchemy.engine.make_url(url).get_backend_name()
+    if backend not in ("postgresql", "mysql", "mariadb"):
+        yield
+        return
+    engine = _LOCK_ENGINES.get(url)
+    if engine is None:
+        engine = _LOCK_ENGINES[url] = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+
+    def acquire() -> tp.Any:  # retried while the server restarts (hpo._retry)
+        conn = engine.connect()
+        try:
+            if backend == "postgresql":
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _lock_id(key)})
+                conn.commit()
+            else:
+                got = conn.execute(sqlalchemy.text("SELECT GET_LOCK(:k, 600)"), {"k": key[:64]}).scalar()
+                if got != 1:
+                    raise HpoError(f"storage {mask_url(url)}: could not take the lock {key!r} within 600 s")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+        return conn
+
+    from hpo._retry import call_with_retry
+
+    conn = call_with_retry(acquire, f"storage {mask_url(url)}: lock {key!r}")
+    try:
+        yield
+    finally:
+        unlock = "SELECT pg_advisory_unlock(:k)" if backend == "postgresql" else "SELECT RELEASE_LOCK(:k)"
+        with contextlib.suppress(Exception):  # a dead connection has released it already
+            conn.execute(sqlalchemy.text(unlock), {"k": _lock_id(key) if backend == "postgresql" else key[:64]})
+            conn.commit()
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+@contextlib.contextmanager
+def study_lock(storage: str | optuna.storages.BaseStorage | None, name: str) -> tp.Iterator[None]:
+    """Hold an exclusive lock on study ``name`` of ``storage`` for the body, across processes and
+    machines that share the storage.
+
+    Used to make the study-wide ``max_trials`` cap exact (count and create a trial atomically) and
+    to create a study once. The lock lives where the storage does: a file lock beside an SQLite
+    or journal file, a server lock on PostgreSQL/MySQL, a process lock for in-memory storages.
+    """
+    url = os.path.expandvars(storage) if isinstance(storage, str) else None
+    if url is not None and url.startswith("journal:"):
+        path = Path(url[len("journal:") :])
+        with _file_lock(path.with_name(path.name + ".hpo-lock")):
+            yield
+        return
+    if url is not None and "://" in url:
+        db = _sqlite_path(url)
+        if db is not None:
+            with _file_lock(db.with_name(db.name + ".hpo-lock")):
+                yield
+            return
+        with _server_lock(url, f"hpo:study:{name}"):
+            yield
+        return
+    lock = _LOCAL_LOCKS.setdefault((id(storage), name), threading.Lock())
+    with lock:
+        yield
+
+
+def storage_url(cli_value: str | None) -> str | None:
+    """The storage URL of a command: ``--storage`` if given, else ``$HPO_STORAGE``, else ``None``
+    (the study file's)."""
+    return cli_value or os.environ.get(STORAGE_ENV) or None
 
 
 def _enable_wal(storage: optuna.storages.RDBStorage) -> None:
@@ -318,15 +508,21 @@ def _split_spec(kind: str, spec: tp.Any) -> tuple[str, dict[str, tp.Any]]:
         raise StudyConfigError(f"{kind}.{unknown[0]}: unknown key; valid keys are name, configs")
     name, configs = spec.get("name"), spec.get("configs") or {}
     if not isinstance(name, str):
-        raise StudyConfigError(f"{kind}.name: required, a class name such as {'TPESampler' if kind == 'sampler' else 'HyperbandPruner'}")
+        raise StudyConfigError(
+            f"{kind}.name: required, a class name such as {'TPESampler' if kind == 'sampler' else 'HyperbandPruner'}"
+        )
     if not isinstance(configs, dict):
         raise StudyConfigError(f"{kind}.configs: must be a mapping of keyword arguments, but got {type(configs).__name__}")
     return name, dict(configs)
 
 
 def _construct(kind: str, cls: type, configs: dict[str, tp.Any]) -> tp.Any:
-    params = inspect.signature(cls.__init__).parameters
-    valid = [p for p in params if p != "self" and params[p].kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
+    params = inspect.signature(cls).parameters
+    valid = [
+        p
+        for p in params
+        if p != "self" and params[p].kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    ]
     for key in configs:
         if key not in valid:
             raise StudyConfigError(f"{kind}.configs.{key}: unknown argument of {cls.__name__}; valid are {', '.join(valid)}")
@@ -336,10 +532,15 @@ def _construct(kind: str, cls: type, configs: dict[str, tp.Any]) -> tp.Any:
         raise StudyConfigError(f"{kind}.configs: {cls.__name__} rejects them: {e}") from None
 
 
-def make_sampler(spec: tp.Any = None, *, seed: int | None = None) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    spec: tp.Any = None, *, seed: int | None = None, tune_params: tp.Sequence[TuneParam] | None = None, constraints: bool = False
+) -> optuna.samplers.BaseSampler:
     """Build a sampler from ``None`` (TPE), a class name, ``{name, configs}`` or an instance.
 
-    ``seed`` is passed when the sampler takes one and ``configs`` does not set it.
+    ``seed`` is passed when the sampler takes one and ``configs`` does not set it. With
+    ``tune_params``, a ``GridSampler`` gets its ``search_space`` from them (``configs.search_space``
+    may list the values of some or all parameters). With ``constraints``, a sampler that takes
+    ``constraints_func`` reads the trials' recorded constraint values (:mod:`hpo._features`).
 
     Raises:
         StudyConfigError: naming ``sampler.name`` or ``sampler.configs.<key>``.
@@ -348,8 +549,12 @@ def make_sampler(spec: tp.Any = None, *, seed: int | None = None) -> optuna.samp
         return spec
     name, configs = ("TPESampler", {}) if spec is None else _split_spec("sampler", spec)
     cls = _resolve_name("sampler", name, SAMPLERS, _SAMPLER_ALIASES, "hpo.samplers")
-    if seed is not None and "seed" in inspect.signature(cls.__init__).parameters and "seed" not in configs:
+    if seed is not None and "seed" in inspect.signature(cls).parameters and "seed" not in configs:
         configs["seed"] = seed
+    if issubclass(cls, (optuna.samplers.GridSampler, optuna.samplers.BruteForceSampler)):
+        configs = _features.make_grid_sampler(cls, configs, tune_params)
+    if constraints and not _features.NATIVE_CONSTRAINTS and "constraints_func" in inspect.signature(cls).parameters:
+        configs.setdefault("constraints_func", _features.constraints_func)
     return _construct("sampler", cls, configs)
 
 
@@ -376,20 +581,36 @@ def make_pruner(spec: tp.Any = None) -> optuna.pruners.BasePruner:
     return _construct("pruner", cls, configs)
 
 
-def create_or_load_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
-    """Create the study named in ``cfg`` or load it when it exists (safe under concurrency)."""
+def create_or_load_study(
+    cfg: StudyConfig,
+    storage: optuna.storages.BaseStorage,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    *,
+    url: str | optuna.storages.BaseStorage | None = None,
+) -> optuna.Study:
+    """Create the study named in ``cfg`` or load it when it exists (safe under concurrency: the
+    creation runs under :func:`study_lock` of ``url``, default ``cfg.storage``)."""
     kwargs: dict[str, tp.Any] = {"directions": cfg.directions} if cfg.multi_objective else {"direction": cfg.directions[0]}
-    study = optuna.create_study(storage=storage, sampler=sampler, pruner=cfg.make_pruner(), study_name=cfg.name,
-                                load_if_exists=True, **kwargs)
+    with study_lock(url or cfg.storage, cfg.name):
+        study = optuna.create_study(
+            storage=storage, sampler=sampler, pruner=cfg.make_pruner(), study_name=cfg.name, load_if_exists=True, **kwargs
+        )
+        _init_study_attrs(cfg, study)
+        _features.init_study(cfg, study)  # enqueue / warm start, once per study (under the lock)
+    return study
+
+
+def _init_study_attrs(cfg: StudyConfig, study: optuna.Study) -> None:
     have = [d.name.lower() for d in study.directions]
     if have != cfg.directions:
-        raise StudyConfigError(f"{cfg.path}: direction(s): the stored study {cfg.name!r} has {have}, the file says {cfg.directions}")
+        raise StudyConfigError(
+            f"{cfg.path}: direction(s): the stored study {cfg.name!r} has {have}, the file says {cfg.directions}"
+        )
     if "metrics" not in study.user_attrs:
         study.set_user_attr("metrics", cfg.metrics)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(cfg.metrics)
-    return study
 
 
 def open_study(cfg: StudyConfig, storage: str | optuna.storages.BaseStorage | None = None) -> optuna.Study:
@@ -399,18 +620,165 @@ def open_study(cfg: StudyConfig, storage: str | optuna.storages.BaseStorage | No
         HpoError: when the storage holds no study of that name (the URL is masked).
     """
     url = storage if storage is not None else cfg.storage
+    where = mask_url(url) if isinstance(url, str) else type(url).__name__
+    if isinstance(url, str):
+        expanded = os.path.expandvars(url)
+        path = (
+            Path(expanded[len("journal:") :])
+            if expanded.startswith("journal:")
+            else (_sqlite_path(expanded) if "://" in expanded else None)
+        )
+        if path is not None and not path.is_file():  # do not leave an empty study.db / journal behind
+            raise HpoError(
+                f"{cfg.path}: no study named {cfg.name!r}: {path} does not exist; run python -m hpo.run --study {cfg.path} first"
+            )
     store = make_storage(url)
     try:
         return optuna.load_study(study_name=cfg.name, storage=store, pruner=cfg.make_pruner())
     except KeyError:
-        where = mask_url(url) if isinstance(url, str) else type(url).__name__
-        raise HpoError(f"{cfg.path}: no study named {cfg.name!r} in {where}; run python -m hpo.run --study {cfg.path} first") from None
+        raise HpoError(
+            f"{cfg.path}: no study named {cfg.name!r} in {where}; run python -m hpo.run --study {cfg.path} first"
+        ) from None
+
+
+def storage_identity(storage: str | optuna.storages.BaseStorage | None) -> str | None:
+    """The storage part of a study's identity: the URL without its password, with the file of an
+    SQLite or journal storage made absolute (``None`` for a storage given as an object)."""
+    if not isinstance(storage, str):
+        return None
+    url = os.path.expandvars(storage)
+    if url.startswith("journal:"):
+        return "journal:" + str(Path(url[len("journal:") :]).resolve())
+    db = _sqlite_path(url) if "://" in url else None
+    if db is not None:
+        return "sqlite:///" + str(db.resolve())
+    return mask_url(url)
+
+
+def bind_study_dir(cfg: StudyConfig, study: optuna.Study, storage: str | optuna.storages.BaseStorage | None = None) -> None:
+    """Claim ``cfg.study_dir`` for this study (storage + name), or refuse another study's folder.
+
+    Trial folders are ``<output_dir>/<name>/trials/<number>``: two studies with the same name
+    and output folder but different storages would overwrite each other's trials (and collation
+    would delete the other's weights). The first command that uses the folder records the
+    study's identity in ``study-identity.json``; every later one (``hpo.run``, ``hpo.collate``,
+    ``hpo.report``, ``hpo.train_best``) must match it. A storage given as an object is not checked.
+
+    Raises:
+        StudyConfigError: when the folder belongs to another study (exit status 2).
+    """
+    where = storage_identity(storage if storage is not None else cfg.storage)
+    if where is None:
+        return
+    ident = {"study": cfg.name, "storage": where, "study_id": int(study._study_id)}
+    path = cfg.study_dir / IDENTITY_FILE
+    with _file_lock(cfg.study_dir / ".identity.lock"):
+        try:
+            have = json.loads(path.read_text())
+        except FileNotFoundError:
+            write_json(path, ident)
+            return
+        except json.JSONDecodeError as e:
+            raise StudyConfigError(
+                f"{path}: unreadable ({e}); remove it only if {cfg.study_dir} holds no other study's trials"
+            ) from None
+    if have != ident:
+        raise StudyConfigError(
+            f"{cfg.path}: {cfg.study_dir} holds the trials of study {have.get('study')!r} (id {have.get('study_id')}) in "
+            f"{have.get('storage')}, not of {cfg.name!r} (id {ident['study_id']}) in {where}; give this study another "
+            "output_dir or name so that neither overwrites the other's trials"
+        )
+
+
+def check_search_space(cfg: StudyConfig, study: optuna.Study) -> None:
+    """Refuse a study file whose search space differs from the stored study's.
+
+    The reference is the latest COMPLETE or PRUNED trial (one still running may not have
+    suggested all its parameters yet): each tuned parameter of the file must have the same
+    distribution there, and no parameter of that trial may be missing from the file.
+    Otherwise every new trial would fail (a float became categorical) or mix two spaces.
+
+    Raises:
+        StudyConfigError: naming each differing parameter, before any trial runs.
+    """
+    ref = None
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)):
+        if t.distributions and (ref is None or t.number > ref.number):
+            ref = t
+    if ref is None:
+        return
+    stored = dict(ref.distributions)
+    wanted = {p.name: p.distribution() for p in cfg.tune_params if p.state}
+    problems = []
+    for name in sorted(set(stored) | set(wanted)):
+        old, new = stored.get(name), wanted.get(name)
+        if old is None:
+            problems.append(f"tune_params.{name}: not in the stored study; the file adds {_dist_text(new)}")
+        elif new is None:
+            problems.append(f"tune_params.{name}: the stored study tunes {_dist_text(old)}; the file does not tune it")
+        elif old != new:
+            problems.append(f"tune_params.{name}: the stored study has {_dist_text(old)}, the file says {_dist_text(new)}")
+    if problems:
+        lines = "\n".join(f"  {cfg.path}: {p}" for p in problems)
+        raise StudyConfigError(
+            f"{cfg.path}: the search space differs from that of study {cfg.name!r} (trial {ref.number}):\n{lines}\n"
+            "  use a new study name for a new search space",
+            [(p.partition(": ")[0], p.partition(": ")[2]) for p in problems],
+        )
+
+
+def _dist_text(d: tp.Any) -> str:
+    if isinstance(d, optuna.distributions.CategoricalDistribution):
+        return f"cat {list(d.choices)}"
+    if isinstance(d, (optuna.distributions.FloatDistribution, optuna.distributions.IntDistribution)):
+        kind = "int" if isinstance(d, optuna.distributions.IntDistribution) else "float"
+        extra = "".join(
+            f", {k}={v}"
+            for k, v in (("log", d.log), ("step", d.step))
+            if v not in (False, None) and not (kind == "int" and k == "step" and v == 1)
+        )
+        return f"{kind} [{d.low}, {d.high}{extra}]"
+    return repr(d)
 
 
 # ----------------------------------------------------------------------------- study files
 
 
-def load_study_config(path: str | os.PathLike[str], *, storage: str | None = None, check_trainable: bool = True) -> StudyConfig:
+def add_override_arguments(parser: argparse.ArgumentParser, *, search: bool = True) -> None:
+    """Add ``--set KEY=VALUE`` (study-file overrides) and, with ``search``, ``--sampler`` and ``--pruner`` to ``parser``.
+
+    ``python -m hpo.run`` and ``python -m hpo.launch`` take all three, ``hpo.report`` and
+    ``hpo.train_best`` ``--set`` (the same study as the workers ran); :func:`override_list`
+    turns the parsed arguments into the ``overrides`` of :func:`load_study_config`.
+    """
+    if search:
+        parser.add_argument(
+            "--sampler",
+            default=None,
+            help="sampler for this run, replacing the file's (e.g. RandomSampler); "
+            "its configs via --set sampler.configs.KEY=VALUE",
+        )
+        parser.add_argument("--pruner", default=None, help="pruner for this run, replacing the file's (e.g. MedianPruner, none)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a study-file key for this run (dotted, YAML value; repeatable), "
+        "e.g. --set config.epochs=3 --set tune_params.lr.state=false; validated like the file",
+    )
+
+
+def override_list(args: argparse.Namespace) -> list[str]:
+    """The ``KEY=VALUE`` overrides of :func:`add_override_arguments`' arguments (sampler and pruner first)."""
+    search = (("sampler", getattr(args, "sampler", None)), ("pruner", getattr(args, "pruner", None)))
+    return [*(f"{k}={v}" for k, v in search if v is not None), *args.overrides]
+
+
+def load_study_config(
+    path: str | os.PathLike[str], *, storage: str | None = None, check_trainable: bool = True, overrides: tp.Sequence[str] = ()
+) -> StudyConfig:
     """Read and validate a study file; every problem is reported at once.
 
     Args:
@@ -418,12 +786,19 @@ def load_study_config(path: str | os.PathLike[str], *, storage: str | None = Non
         storage: a storage URL that replaces the file's ``storage``.
         check_trainable: also resolve the trainable's base config and dry-check every
             ``tune_params`` path and the edges of its range against it.
+        overrides: ``key.path=value`` items applied to the file before validation
+            (``--set`` of ``hpo.run``; see :func:`hpo._features.apply_overrides`).
 
     Raises:
         StudyConfigError: ``"<file>: <key.path>: <problem>"`` for each problem.
     """
     path = Path(path)
     raw = read_mapping(path, StudyConfigError, "study file")
+    if overrides:
+        try:
+            raw = _features.apply_overrides(raw, overrides)
+        except StudyConfigError as e:
+            raise StudyConfigError(f"{path}: {e}") from None
     errors: list[tuple[str, str]] = []
 
     def err(key: str, msg: str) -> None:
@@ -440,8 +815,12 @@ def load_study_config(path: str | os.PathLike[str], *, storage: str | None = Non
             errors += validator(raw[key])
 
     name = raw.get("name")
-    if not isinstance(name, str) or not name.strip() or "/" in name:
-        err("name", f"required: a study name without '/', but got {name!r}")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        err(
+            "name",
+            f"required: a study name of letters, digits, '.', '_' and '-' that starts with a letter or "
+            f"digit (it names the folder <output_dir>/<name>), but got {name!r}",
+        )
         name = "study"
     output_dir = raw.get("output_dir", "outputs")
     if not isinstance(output_dir, str):
@@ -454,11 +833,14 @@ def load_study_config(path: str | os.PathLike[str], *, storage: str | None = Non
     if url is None:
         url = f"sqlite:///{(out / name / 'study.db').as_posix()}"
     elif not isinstance(url, str) or not (url.startswith("journal:") or "://" in url):
-        err("storage", f"must be a SQLAlchemy URL (sqlite:///PATH, postgresql+psycopg2://...) or journal:PATH, but got {mask_url(str(url))!r}")
+        err(
+            "storage",
+            f"must be a SQLAlchemy URL (sqlite:///PATH, postgresql+psycopg://...) or journal:PATH, but got {mask_url(str(url))!r}",
+        )
 
     sampler_spec, pruner_spec = raw.get("sampler"), raw.get("pruner")
     try:
-        make_sampler(sampler_spec, seed=0)
+        make_sampler(sampler_spec, seed=0, tune_params=None)  # a grid's search space is checked with the features
     except StudyConfigError as e:
         err(*_split_error(str(e)))
     try:
@@ -466,47 +848,36 @@ def load_study_config(path: str | os.PathLike[str], *, storage: str | None = Non
     except StudyConfigError as e:
         err(*_split_error(str(e)))
 
-    n_trials = _int_or_none(raw, "n_trials", err, low=1)
-    max_trials = _int_or_none(raw, "max_trials", err, low=1)
-    timeout = raw.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-        err("timeout", f"must be a positive number of seconds or null, but got {timeout!r}")
-        timeout = None
-    seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        err("seed", f"must be an integer, but got {seed!r}")
-        seed = 0
+    schema_errors: list[str] = []
+    top = build({k: v for k, v in raw.items() if k in _STUDY_FIELDS}, _StudyFile, schema_errors)
+    errors += [_split_error(e) for e in schema_errors]
+    n_trials, max_trials, seed, keep = top.n_trials, top.max_trials, top.seed, top.keep_top_k
+    timeout = top.timeout
     quick = raw.get("quick_scan", False)
     if quick is True:
         quick = 256
     if quick not in (False, None) and (isinstance(quick, bool) or not isinstance(quick, int) or quick < 1):
         err("quick_scan", f"must be false or a positive number of training samples, but got {quick!r}")
         quick = None
-    flags = {}
-    for key, default in (("collate_results", True), ("append_params", True)):
-        flags[key] = raw.get(key, default)
-        if not isinstance(flags[key], bool):
-            err(key, f"must be true or false, but got {flags[key]!r}")
-    keep = raw.get("keep_top_k", 3)
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
-        err("keep_top_k", f"must be an integer >= 0, but got {keep!r}")
-        keep = 3
-    train_best = raw.get("train_best") or {}
-    if not isinstance(train_best, dict):
-        err("train_best", "must be a mapping {seeds, config}")
-        train_best = {}
-    for key in train_best:
-        if key not in ("seeds", "config"):
-            err(f"train_best.{key}", "unknown key; valid keys are seeds, config")
-    if "seeds" in train_best and (isinstance(train_best["seeds"], bool) or not isinstance(train_best["seeds"], int) or train_best["seeds"] < 1):
-        err("train_best.seeds", f"must be an integer >= 1, but got {train_best['seeds']!r}")
-    if not isinstance(train_best.get("config", {}), dict):
-        err("train_best.config", "must be a mapping of config overrides")
+    flags = {"collate_results": top.collate_results, "append_params": top.append_params}
+    train_best: dict[str, tp.Any] = raw["train_best"] if isinstance(raw.get("train_best"), dict) else {}
 
     params, space_errors = parse_tune_params(raw.get("tune_params"))
     errors += space_errors
     if "tune_params" not in raw:
         err("tune_params", "required: at least one parameter to tune")
+    features = _features.check_features(raw, params, err)
+    if features.constraints and isinstance(sampler_spec, (str, dict)):
+        with contextlib.suppress(StudyConfigError, KeyError, TypeError):
+            cls = _resolve_name(
+                "sampler",
+                sampler_spec if isinstance(sampler_spec, str) else sampler_spec["name"],
+                SAMPLERS,
+                _SAMPLER_ALIASES,
+                "hpo.samplers",
+            )
+            if "constraints_func" not in inspect.signature(cls).parameters:
+                _LOG.warning("%s: constraints are recorded per trial, but %s does not use them to sample", path, cls.__name__)
 
     trainable_name = raw.get("trainable", "fspnet")
     config = raw.get("config") or {}
@@ -531,14 +902,32 @@ def load_study_config(path: str | os.PathLike[str], *, storage: str | None = Non
 
     if errors:
         lines = "\n".join(f"  {path}: {k}: {m}" for k, m in errors)
-        raise StudyConfigError(f"{path}: {len(errors)} error(s) in the study file:\n{lines}", errors)
+        where = f"the study file with --set {' '.join(overrides)}" if overrides else "the study file"
+        raise StudyConfigError(f"{path}: {len(errors)} error(s) in {where}:\n{lines}", errors)
     return StudyConfig(
-        path=path, name=name, output_dir=out, storage=url, directions=directions, metrics=metrics,
-        sampler=_normalise_spec(sampler_spec, "TPESampler"), pruner=_normalise_spec(pruner_spec, "HyperbandPruner"),
-        n_trials=n_trials, max_trials=max_trials, timeout=None if timeout is None else float(timeout), seed=seed,
-        trainable=trainable_name, config_file=cfile, base_config=base_config, quick_scan=quick or None,
-        tune_params=params, collate_results=flags["collate_results"], append_params=flags["append_params"],
-        keep_top_k=keep, train_best=train_best, raw=raw,
+        path=path,
+        name=name,
+        output_dir=out,
+        storage=url,
+        directions=directions,
+        metrics=metrics,
+        sampler=_normalise_spec(sampler_spec, "TPESampler"),
+        pruner=_normalise_spec(pruner_spec, "HyperbandPruner"),
+        n_trials=n_trials,
+        max_trials=max_trials if max_trials is not None else features.grid_size,
+        timeout=None if timeout is None else float(timeout),
+        seed=seed,
+        trainable=trainable_name,
+        config_file=cfile,
+        base_config=base_config,
+        quick_scan=quick or None,
+        tune_params=params,
+        collate_results=flags["collate_results"],
+        append_params=flags["append_params"],
+        keep_top_k=keep,
+        train_best=train_best,
+        raw=raw,
+        features=features,
     )
 
 
@@ -553,16 +942,6 @@ def _normalise_spec(spec: tp.Any, default: str) -> dict[str, tp.Any]:
 def _split_error(msg: str) -> tuple[str, str]:
     key, _, rest = msg.partition(": ")
     return key, rest
-
-
-def _int_or_none(raw: dict[str, tp.Any], key: str, err: tp.Callable[[str, str], None], low: int) -> int | None:
-    v = raw.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        err(key, f"must be an integer >= {low} or null, but got {v!r}")
-        return None
-    return v
 
 
 def _directions(raw: dict[str, tp.Any], err: tp.Callable[[str, str], None]) -> tuple[list[str], list[str]]:
@@ -588,8 +967,14 @@ def _directions(raw: dict[str, tp.Any], err: tp.Callable[[str, str], None]) -> t
     return [d if d in ("minimize", "maximize") else "minimize" for d in dirs], list(metrics)
 
 
-def _check_trainable(name: tp.Any, config: dict[str, tp.Any], cfile: Path | None, params: list[TuneParam],
-                     quick: tp.Any, err: tp.Callable[[str, str], None]) -> dict[str, tp.Any]:
+def _check_trainable(
+    name: tp.Any,
+    config: dict[str, tp.Any],
+    cfile: Path | None,
+    params: list[TuneParam],
+    quick: tp.Any,
+    err: tp.Callable[[str, str], None],
+) -> dict[str, tp.Any]:
     from hpo.trainables import get_trainable
 
     try:
@@ -625,5 +1010,3 @@ def _error_lines(e: BaseException) -> list[str]:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     # Multi-line errors from config checkers start with a summary line; keep the details.
     return lines[1:] if len(lines) > 1 else lines or [type(e).__name__]
-
-

@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     }
     grouped.save(args.out)
     args.out.chmod(0o644)  # package data: readable by everyone (atomic writes create 0600)
-    logging.info("wrote %s (%.0f kB): matrix %s from %s + %s", args.out, args.out.stat().st_size / 1e3,
-                 grouped.matrix.shape, rmf, arf)
+    logging.info(
+        "wrote %s (%.0f kB): matrix %s from %s + %s", args.out, args.out.stat().st_size / 1e3, grouped.matrix.shape, rmf, arf
+    )
 
 
 if __name__ == "__main__":

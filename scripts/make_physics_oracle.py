@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fspnet._io import atomic_path
 from fspnet.physics import energy_grid
 from fspnet.physics._xspec import xspec_model, xspec_version
+from runtools.io import atomic_path
 
 TBABS_NH = (0.005, 1.0, 75.0)
 DISKBB_T = (0.025, 0.5, 4.0)
@@ -46,9 +46,7 @@ def make_oracle() -> dict[str, np.ndarray]:
     wide = np.geomspace(0.01, 1000.0, 1201)
     out["nthcomp_edges"] = wide
     out["nthcomp_gamma"] = np.array(NTHCOMP_GAMMA)
-    out["nthcomp"] = np.array(
-        [xspec_model("nthcomp", wide, [g, NTHCOMP_KTE, NTHCOMP_SEED, 0.0, 0.0]) for g in NTHCOMP_GAMMA]
-    )
+    out["nthcomp"] = np.array([xspec_model("nthcomp", wide, [g, NTHCOMP_KTE, NTHCOMP_SEED, 0.0, 0.0]) for g in NTHCOMP_GAMMA])
     return out
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fspnet._io import atomic_path
 from fspnet.physics._xspec import xspec_model, xspec_version
+from runtools.io import atomic_path
 
 _KTE_KEV = 100.0
 _KT_SEED_KEV = 1e-3

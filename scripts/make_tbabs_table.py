@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fspnet._io import atomic_path
 from fspnet.physics._xspec import xspec_abundance, xspec_model, xspec_version
+from runtools.io import atomic_path
 
 _log = logging.getLogger("make_tbabs_table")
 
@@ -64,9 +64,7 @@ GRAIN_PL = 3.5
 _DUST_BOOST = 1000.0
 
 
-def _tbvarabs_sigma(
-    energy_kev: np.ndarray, abundance: np.ndarray, h2: float
-) -> np.ndarray:
+def _tbvarabs_sigma(energy_kev: np.ndarray, abundance: np.ndarray, h2: float) -> np.ndarray:
     """sigma(E) per H (1e-22 cm^2) of tbvarabs without grains, at each (sorted) energy."""
     e = np.empty(2 * len(energy_kev))
     e[0::2] = energy_kev * (1.0 - 1e-9)
@@ -231,7 +229,10 @@ def make_knots(fn: tp.Callable[[np.ndarray], np.ndarray], rtol: float) -> tuple[
     big = far & (y > np.log(_SIGMA_FLOOR))
     _log.info(
         "%s: %d edges, %d knots, max |d ln sigma| %.1e",
-        fn.__name__, len(edges), len(knots_x), np.abs(back - y)[big].max(),
+        fn.__name__,
+        len(edges),
+        len(knots_x),
+        np.abs(back - y)[big].max(),
     )
     return knots_x, knots_y
 

@@ -16,8 +16,9 @@ Steps (each skipped when its output already exists, so an interrupted recipe con
    rate halved on plateaus, reconstruction loss plus ``latent_weight`` times the parameter loss
    (~80 CPU-minutes);
 4. ``fspnet.evaluate`` on the held-out spectra (the README figures);
-5. with ``--install``: the encoder run (which carries its decoder), its metrics, the evaluation
-   summary and a README with the held-out figures are copied into ``fspnet/pretrained/``.
+5. with ``--install``: :func:`fspnet.pretrained.install` copies the encoder run (which carries its
+   decoder), its metrics, the evaluation summary, a README with the held-out figures and
+   ``origin.json`` (this recipe's settings and the commits) into ``fspnet/pretrained/``.
 
 The training is deterministic for a given seed, thread count and torch build; the recipe pins
 one intra-op thread (``OMP_NUM_THREADS=1``) unless ``--threads`` says otherwise.
@@ -28,16 +29,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTALL_FILES = (
-    "run.json", "network.json", "best.safetensors", "transforms.json", "config.json",
-    "decoder.safetensors", "decoder_network.json", "metrics.json", "provenance.json",
-)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "pretrained", help="run directories and evaluation")
     parser.add_argument("--decoder-epochs", type=int, default=25)
     parser.add_argument("--encoder-epochs", type=int, default=100)
-    parser.add_argument("--encoder-filters", type=int, nargs="+", default=[8, 16, 16, 16], help="filters per conv block [8 16 16 16]")
+    parser.add_argument(
+        "--encoder-filters", type=int, nargs="+", default=[8, 16, 16, 16], help="filters per conv block [8 16 16 16]"
+    )
     parser.add_argument("--encoder-dense-width", type=int, default=120, help="width of the encoder's dense layers [120]")
     parser.add_argument("--decoder-batch-size", type=int, default=512)
     parser.add_argument("--encoder-batch-size", type=int, default=128)
@@ -117,25 +115,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def install(enc_dir: Path, dec_dir: Path, summary: dict, args: argparse.Namespace) -> None:
-    """Copy the encoder run (with its decoder) and the held-out figures into ``fspnet/pretrained/``."""
-    from fspnet._io import atomic_path, write_json, write_text
+    """Install the encoder run (with its decoder) and the held-out figures into ``fspnet/pretrained/``
+    through :func:`fspnet.pretrained.install`, with the recipe's settings as its origin."""
+    from fspnet.pretrained import install as install_pretrained
 
-    target = ROOT / "fspnet" / "pretrained"
-    for name in INSTALL_FILES:
-        with atomic_path(target / name) as tmp:
-            shutil.copyfile(enc_dir / name, tmp)
-    for name, new in (("metrics.json", "decoder_metrics.json"), ("config.json", "decoder_config.json")):
-        with atomic_path(target / new) as tmp:
-            shutil.copyfile(dec_dir / name, tmp)
+    origin = {
+        "made_by": "python scripts/train_pretrained.py --install",
+        "recipe": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "install"},
+    }
     slim = {k: v for k, v in summary.items() if k not in ("saliency",)}
-    write_json(target / "evaluation.json", slim)
-    write_text(target / "README.md", readme(summary, args))
-    size = sum(p.stat().st_size for p in target.iterdir() if p.is_file())
-    logging.info("installed into %s (%.2f MB)", target, size / 1e6)
+    install_pretrained(
+        enc_dir, ROOT / "fspnet" / "pretrained", origin=origin, decoder_run=dec_dir, readme=readme(summary, args), evaluation=slim
+    )
 
 
 def readme(s: dict, args: argparse.Namespace) -> str:
     """The README of ``fspnet/pretrained/``: recipe and held-out figures."""
+    from fspnet.evaluate import GOALS
+
     lines = [
         "# Pre-trained FSP-Net networks",
         "",
@@ -149,7 +146,7 @@ def readme(s: dict, args: argparse.Namespace) -> str:
         "",
         f"## Held-out figures ({s['n_spectra']} spectra, seed {args.seed + 1}; fits on {s['n_fit']})",
         "",
-        "Median |delta| against the true parameters, in % of each parameter's (log-)range (target <= 5 %);",
+        f"Median |delta| against the true parameters, in % of each parameter's (log-)range (goal: {GOALS.recovery_text});",
         "the short and the traditional fit are on the fitted spectra.",
         "",
         "| parameter | encoder median abs. delta | encoder % | encoder scatter % | encoder + short fit % | traditional fit % |",
@@ -158,9 +155,16 @@ def readme(s: dict, args: argparse.Namespace) -> str:
     methods = s["recovery"]["methods"]
     for name, st in methods.get("encoder", {}).items():
         other = [f"{methods[m][name]['median_abs_delta_pct']:.2f}" if m in methods else "-" for m in ("encoder_fit", "fit")]
-        lines.append(f"| {name} | {st['median_abs_delta']:.4g} | {st['median_abs_delta_pct']:.2f} | {st['scatter_pct']:.2f} | {' | '.join(other)} |")
+        lines.append(
+            f"| {name} | {st['median_abs_delta']:.4g} | {st['median_abs_delta_pct']:.2f} | {st['scatter_pct']:.2f} | {' | '.join(other)} |"
+        )
     lines += ["", "| reduced PGStat (0.3-10 keV) | median | 16th-84th pct |", "|---|---|---|"]
-    labels = {"encoder": "(a) encoder", "encoder_fit": "(b) encoder + short fit", "fit": "(c) traditional fit", "true": "(d) true"}
+    labels = {
+        "encoder": "(a) encoder",
+        "encoder_fit": "(b) encoder + short fit",
+        "fit": "(c) traditional fit",
+        "true": "(d) true",
+    }
     for key, v in s["pgstat"].items():
         lines.append(f"| {labels.get(key, key)} | {v['median']:.4g} | {v['p16']:.4g}-{v['p84']:.4g} |")
     t = s["timing"]

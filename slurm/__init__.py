@@ -1,7 +1,9 @@
 """Slurm for :mod:`hpo`: submitit launcher, GPU packing, sbatch scripts and a dev cluster.
 
 ``python -m hpo.launch`` is the command line; ``slurm/launch_hpo.sbatch`` the plain-sbatch
-route; ``slurm/dev-cluster/up.sh`` starts a real single-node Slurm (+ PostgreSQL) to try both.
+route; both run ``python -m slurm.worker`` in each task: an :mod:`hpo.run` worker to which
+Slurm's fault tolerance (:mod:`slurm._preempt`) is handed explicitly. ``slurm/dev-cluster/up.sh``
+starts a real single-node Slurm (+ PostgreSQL) to try them.
 Importing this package registers the study file's ``slurm:`` section with :mod:`hpo.study`.
 """
 

@@ -8,20 +8,26 @@ new option is one keyword. Everything here is a pure function, tested without a 
 from __future__ import annotations
 
 import inspect
+import re
 import shlex
 import typing as tp
 
 from hpo.errors import StudyConfigError
 from hpo.study import register_section
 
-__all__ = ["check_slurm_options", "make_sbatch", "plan_arrays", "slurm_options", "submitit_parameters"]
+__all__ = ["check_slurm_options", "gpus_per_worker", "make_sbatch", "plan_arrays", "slurm_options", "submitit_parameters"]
+
+#: Options written into ``#SBATCH`` lines: a newline, blank or quote there ends the line early,
+#: starts a shell command or turns the rest into another option, so only these characters pass.
+_SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.,:+@%/=~&|!()*\[\]-]+")
+_SBATCH_KEYS = ("job_name", "partition", "account", "qos", "constraint", "log_dir")
 
 
 def make_sbatch(
     *,
     study: str,
     n_trials: int = 1,
-    storage: str | None = None,
+    workers_per_task: int = 1,
     array: str | None = None,
     job_name: str = "hpo",
     partition: str | None = None,
@@ -30,7 +36,7 @@ def make_sbatch(
     time_min: int = 60,
     mem_gb: float | None = None,
     cpus_per_task: int = 1,
-    gpus_per_task: int = 0,
+    gpus_per_task: int | None = None,
     constraint: str | None = None,
     log_dir: str = "slurm_logs",
     signal_delay_s: int = 120,
@@ -38,19 +44,25 @@ def make_sbatch(
     python: str = "python",
     run_args: tp.Sequence[str] = (),
 ) -> str:
-    """Render a ready-to-submit sbatch script that runs ``python -m hpo.run`` per array task.
+    """Render a ready-to-submit sbatch script that runs ``python -m slurm.worker`` per array task.
+
+    The storage URL is never written into the script: the worker reads ``HPO_STORAGE`` from the
+    environment that ``sbatch`` passes on (or uses the study file's), so no password lands in the
+    file, on a command line (``ps``) or in ``scontrol show job``.
 
     Args:
         study: path of the study file.
-        n_trials: trials per array task (``--n-trials``).
-        storage: storage URL overriding the study's (prefer PGPASSWORD/.pgpass to a password).
+        n_trials: trials per worker (``--n-trials``).
+        workers_per_task: workers each array task runs side by side (GPU packing); each gets
+            its own ``gpus_per_task`` of the task's GPUs.
         array: ``--array`` spec such as ``"0-15%4"``; ``None`` submits a single task.
         job_name: Slurm job name (``%x`` in log names).
         partition, account, qos, constraint: the usual Slurm selectors.
         time_min: walltime in minutes.
         mem_gb: memory per node in GB (``None``: the cluster's default).
-        cpus_per_task: CPUs per worker.
-        gpus_per_task: GPUs per worker (``--gres=gpu:N``; Slurm sets CUDA_VISIBLE_DEVICES).
+        cpus_per_task: CPUs per worker (the task asks for ``cpus_per_task × workers_per_task``).
+        gpus_per_task: GPUs per worker (the task asks for ``--gres=gpu:N×workers_per_task``;
+            Slurm sets CUDA_VISIBLE_DEVICES). ``None``: one per worker when packing, else none.
         log_dir: folder of the ``%x_%A_%a.out`` logs (must exist when the job starts).
         signal_delay_s: seconds of warning (SIGUSR2) before the walltime, to checkpoint.
         setup: shell lines run before the worker (``module load …``, ``source venv/bin/activate``).
@@ -59,7 +71,26 @@ def make_sbatch(
 
     Returns:
         The script text.
+
+    Raises:
+        StudyConfigError: for a value that would break an ``#SBATCH`` line.
     """
+    bad = _sbatch_value_errors(
+        {
+            "job_name": job_name,
+            "partition": partition,
+            "account": account,
+            "qos": qos,
+            "constraint": constraint,
+            "log_dir": log_dir,
+        }
+    )
+    if bad:
+        raise StudyConfigError("\n".join(f"{p}: {m}" for p, m in bad), bad)
+    workers_per_task = int(workers_per_task)
+    if workers_per_task < 1:
+        raise ValueError(f"workers_per_task must be >= 1, but got {workers_per_task}")
+    gpus = gpus_per_worker(gpus_per_task, workers_per_task) * workers_per_task
     h = ["#!/bin/bash", f"#SBATCH --job-name={job_name}"]
     out = f"{log_dir.rstrip('/')}/%x_%A_%a.out" if array else f"{log_dir.rstrip('/')}/%x_%j.out"
     h += [f"#SBATCH --output={out}", "#SBATCH --open-mode=append", "#SBATCH --requeue"]
@@ -70,19 +101,29 @@ def make_sbatch(
         if value:
             h.append(f"#SBATCH --{flag}={value}")
     h.append(f"#SBATCH --time={_walltime(time_min)}")
-    h.append(f"#SBATCH --cpus-per-task={int(cpus_per_task)}")
+    h.append(f"#SBATCH --cpus-per-task={int(cpus_per_task) * workers_per_task}")
     if mem_gb:
         h.append(f"#SBATCH --mem={int(round(float(mem_gb) * 1024))}M")
-    if gpus_per_task:
-        h.append(f"#SBATCH --gres=gpu:{int(gpus_per_task)}")
-    body = ["", "# Written by `python -m hpo.launch --sbatch-script PATH`; submit with `sbatch PATH`.", "set -eo pipefail"]
+    if gpus:
+        h.append(f"#SBATCH --gres=gpu:{gpus}")
+    body = [
+        "",
+        "# Written by `python -m hpo.launch --sbatch-script PATH`; submit with `sbatch PATH`.",
+        "# Storage: the study file's, or HPO_STORAGE exported in the submitting shell (never put a",
+        "# password in this file or on a command line).",
+        "set -eo pipefail",
+    ]
     body += list(setup)
-    cmd = [python, "-m", "hpo.run", "--study", study, "--n-trials", str(int(n_trials)), "--no-progress"]
-    if storage:
-        cmd += ["--storage", storage]
-    cmd += list(run_args)
-    body.append('echo "[hpo] job ${SLURM_JOB_ID} task ${SLURM_ARRAY_TASK_ID:-0} restart ${SLURM_RESTART_COUNT:-0} '
-                'on $(hostname) CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-none}"')
+    cmd = [python, "-m", "slurm.worker"]
+    if workers_per_task > 1:
+        cmd += ["--workers-per-task", str(workers_per_task)]
+    cmd += ["--study", study, "--n-trials", str(int(n_trials)), "--no-progress", *run_args]
+    body.append(
+        'echo "[hpo] job ${SLURM_JOB_ID} task ${SLURM_ARRAY_TASK_ID:-0} restart ${SLURM_RESTART_COUNT:-0} '
+        'on $(hostname) CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-none}"'
+    )
+    body.append("# ignore USR2 until the worker installs its handler (it would kill the task meanwhile)")
+    body.append("trap '' USR2")
     body.append("# exec: the worker is the batch shell, so it receives --signal=B:USR2 itself")
     body.append("exec " + shlex.join(cmd))
     return "\n".join(h + body) + "\n"
@@ -95,7 +136,30 @@ def slurm_options() -> dict[str, tp.Any]:
 
 
 #: make_sbatch arguments that come from the launcher, not from the study's ``slurm:`` section.
-_NOT_OPTIONS = ("study", "n_trials", "storage", "array", "run_args")
+_NOT_OPTIONS = ("study", "n_trials", "workers_per_task", "array", "run_args")
+
+
+def gpus_per_worker(gpus_per_task: int | None, workers_per_task: int) -> int:
+    """GPUs each worker gets: ``gpus_per_task``, or by default 1 when packing and 0 otherwise."""
+    if gpus_per_task is None:
+        return 1 if workers_per_task > 1 else 0
+    return int(gpus_per_task)
+
+
+def _sbatch_value_errors(values: tp.Mapping[str, tp.Any], where: str = "slurm") -> list[tuple[str, str]]:
+    errors = []
+    for key, value in values.items():
+        if value is None or (key != "job_name" and value == ""):
+            continue
+        if not isinstance(value, str) or not _SBATCH_VALUE.fullmatch(value):
+            errors.append(
+                (
+                    f"{where}.{key}",
+                    f"must be one word of letters, digits and _.,:+@%/=~&|!()*[]- "
+                    f"(it goes into an #SBATCH line), but got {value!r}",
+                )
+            )
+    return errors
 
 
 def check_slurm_options(options: tp.Mapping[str, tp.Any], where: str = "slurm") -> dict[str, tp.Any]:
@@ -111,14 +175,18 @@ def check_slurm_options(options: tp.Mapping[str, tp.Any], where: str = "slurm") 
         if key not in valid:
             listing = ", ".join(f"{k}={v!r}" for k, v in valid.items())
             errors.append((path, f"unknown option; valid options (default) are {listing}"))
-        elif key in ("time_min", "cpus_per_task", "gpus_per_task", "signal_delay_s") and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        elif (
+            key in ("time_min", "cpus_per_task", "gpus_per_task", "signal_delay_s")
+            and (not isinstance(value, int) or isinstance(value, bool) or value < 0)
+            and not (key == "gpus_per_task" and value is None)
         ):
             errors.append((path, f"must be a non-negative integer, but got {value!r}"))
         elif key == "mem_gb" and value is not None and (not isinstance(value, (int, float)) or value <= 0):
             errors.append((path, f"must be a positive number of GB, but got {value!r}"))
         elif key == "setup" and (isinstance(value, str) or not all(isinstance(v, str) for v in value)):
             errors.append((path, f"must be a list of shell lines, but got {value!r}"))
+        elif key in _SBATCH_KEYS:
+            errors += _sbatch_value_errors({key: value}, where)
     if errors:
         raise StudyConfigError("\n".join(f"{p}: {m}" for p, m in errors), errors)
     return {**valid, **options}
@@ -129,7 +197,7 @@ def submitit_parameters(options: tp.Mapping[str, tp.Any], *, gpus_per_job: int, 
 
     Args:
         options: the output of :func:`check_slurm_options`.
-        gpus_per_job: GPUs each job asks for (one per packed worker).
+        gpus_per_job: GPUs each job asks for (``gpus_per_worker × packed workers``).
         cpus_per_job: CPUs each job asks for (``cpus_per_task`` × packed workers).
     """
     params: dict[str, tp.Any] = {

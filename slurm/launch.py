@@ -1,9 +1,11 @@
 """Put ``hpo.run`` workers on a Slurm cluster (or on this machine) with submitit.
 
 :class:`SlurmLauncher` submits ``workers`` workers of one study, each running
-``python -m hpo.run --study … --n-trials K``. With ``trials_per_node = G`` each job runs G
-workers side by side, each pinned to one of the job's GPUs through ``CUDA_VISIBLE_DEVICES``
-(GPU packing for nodes whose GPUs are too big for one trial). Jobs go out as arrays that
+``python -m slurm.worker --study … --n-trials K`` (an :mod:`hpo.run` worker with Slurm's
+preemption handling). With ``trials_per_node = G`` each job runs G workers side by side, each
+pinned to its own ``gpus_per_task`` GPUs (default 1) through ``CUDA_VISIBLE_DEVICES`` (GPU
+packing for nodes whose GPUs are too big for one trial). The storage URL travels in the
+environment (``HPO_STORAGE``), never on a command line. Jobs go out as arrays that
 respect the cluster's ``MaxArraySize``; ``array_parallelism`` caps how many run at once.
 :meth:`SlurmLauncher.wait` shows a live view of the study (trials done / running / pruned /
 failed, best value) until the jobs end.
@@ -19,12 +21,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import re
+import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -35,92 +38,46 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.errors import HpoError
-from hpo.study import StudyConfig, load_study_config, mask_url
-from slurm._sbatch import check_slurm_options, make_sbatch, plan_arrays, submitit_parameters
+from hpo.study import StudyConfig, add_override_arguments, load_study_config, mask_url, override_list
+from slurm._preempt import PREEMPTED_EXIT_CODE
+from slurm._sbatch import check_slurm_options, gpus_per_worker, make_sbatch, plan_arrays, submitit_parameters
 
 __all__ = ["JobWorkers", "LaunchSummary", "SlurmLauncher", "max_array_size", "study_counts"]
 
 _log = logging.getLogger(__name__)
 
-#: Exit status of a preempted, checkpointed ``hpo.run`` (see ``hpo._preempt``).
-_PREEMPTED = 75
-
 
 class JobWorkers:
-    """What one job runs: ``n_workers`` ``hpo.run`` processes, each pinned to one GPU.
+    """What one job runs: ``python -m slurm.worker`` with ``n_workers`` packed workers.
 
-    A picklable callable for submitit. It forwards SIGUSR2 / SIGTERM to its processes, waits
-    for them to checkpoint, and when one of them was preempted it requeues the job once
-    (``scontrol requeue``) and exits without a result, so that submitit runs it again; the
-    restarted processes have the same worker keys and resume their trials.
+    A picklable callable for submitit. One worker runs in this process (its preemption handler
+    replaces submitit's, requeues the job itself and ends the process with a ``SystemExit``, so
+    submitit records no result); several run as child processes, each with its own GPUs
+    (:func:`slurm.worker.run_packed`). It holds no secret: the storage URL reaches the job
+    through the environment (``HPO_STORAGE``), never through this pickled object.
 
     Args:
         argv: the ``hpo.run`` command line (after ``python -m hpo.run``).
-        n_workers: processes in this job (the launcher's ``trials_per_node``).
-        env: extra environment variables for the processes.
-        python: the interpreter.
+        n_workers: workers in this job (the launcher's ``trials_per_node``).
+        env: extra environment variables for the workers (no secrets: they are pickled to disk).
     """
 
-    def __init__(self, argv: list[str], n_workers: int = 1, env: dict[str, str] | None = None,
-                 python: str = sys.executable) -> None:
+    def __init__(self, argv: list[str], n_workers: int = 1, env: dict[str, str] | None = None) -> None:
         self.argv = list(argv)
         self.n_workers = int(n_workers)
         self.env = dict(env or {})
-        self.python = python
 
     def __call__(self) -> dict[str, tp.Any]:
-        gpus = _visible_gpus()
-        if self.n_workers == 1:
-            return self._run_here(gpus)
-        if gpus and len(gpus) < self.n_workers:
-            _log.warning("%d workers share %d GPUs (%s)", self.n_workers, len(gpus), ",".join(gpus))
-        procs = []
-        for i in range(self.n_workers):
-            env = {**os.environ, **self.env, "HPO_PREEMPTION": "1"}
-            if self.n_workers > 1:
-                env["HPO_WORKER_INDEX"] = str(i)
-                env["HPO_REQUEUE"] = "0"  # the job requeues once, below
-            if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
-            procs.append(subprocess.Popen([self.python, "-m", "hpo.run", *self.argv], env=env))
-        received: list[int] = []
+        from slurm.worker import main as worker_main
+        from slurm.worker import visible_gpus
 
-        def forward(signum: int, frame: tp.Any) -> None:
-            received.append(signum)
-            for p in procs:
-                if p.poll() is None:
-                    p.send_signal(signum)
-
-        previous = {s: signal.signal(s, forward) for s in (signal.SIGUSR2, signal.SIGTERM)}
-        try:
-            codes = [p.wait() for p in procs]
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-        if _PREEMPTED in codes:
-            if self.n_workers > 1 and signal.SIGUSR2 in received and os.environ.get("SLURM_JOB_ID"):
-                subprocess.run(["scontrol", "requeue", os.environ["SLURM_JOB_ID"]], check=False, timeout=60)
-            # No result: submitit must not see this run as finished; the requeued job runs again.
-            raise SystemExit(_PREEMPTED)
-        failed = [c for c in codes if c != 0]
-        if failed:
-            raise RuntimeError(f"hpo.run exited with status {failed} (see this job's log)")
-        return {"exit_codes": codes, "gpus": gpus, "host": os.uname().nodename}
-
-
-    def _run_here(self, gpus: list[str]) -> dict[str, tp.Any]:
-        """One worker: run ``hpo.run`` in this process (one interpreter start-up less).
-
-        Its preemption hook replaces submitit's signal handlers, requeues the job itself and
-        ends the process with a ``SystemExit``, so submitit records no result.
-        """
-        from hpo.run import main as run_main
-
-        os.environ.update({**self.env, "HPO_PREEMPTION": "1"})
-        code = run_main(self.argv)
+        os.environ.update(self.env)
+        code = worker_main(["--workers-per-task", str(self.n_workers), *self.argv])
+        if code == PREEMPTED_EXIT_CODE:
+            raise SystemExit(code)  # no result: the requeued job runs again
         if code != 0:
-            raise RuntimeError(f"hpo.run exited with status {code} (see this job's log)")
-        return {"exit_codes": [code], "gpus": gpus, "host": os.uname().nodename}
+            raise RuntimeError(f"slurm.worker exited with status {code} (see this job's log)")
+        return {"exit_code": code, "gpus": visible_gpus(), "host": os.uname().nodename}
 
 
 class LaunchSummary(tp.NamedTuple):
@@ -147,8 +104,9 @@ def study_counts(study: optuna.Study) -> LaunchSummary:
         best = study.best_value if len(study.directions) == 1 else None
     except ValueError:
         best = None
-    return LaunchSummary(n[TrialState.COMPLETE], n[TrialState.PRUNED], n[TrialState.FAIL],
-                         n[TrialState.RUNNING], n[TrialState.WAITING], best)
+    return LaunchSummary(
+        n[TrialState.COMPLETE], n[TrialState.PRUNED], n[TrialState.FAIL], n[TrialState.RUNNING], n[TrialState.WAITING], best
+    )
 
 
 class SlurmLauncher:
@@ -159,14 +117,17 @@ class SlurmLauncher:
         workers: worker processes in total.
         trials_per_worker: ``--n-trials`` of each worker.
         executor: ``"slurm"`` or ``"local"`` (processes on this machine, same workers).
-        trials_per_node: workers per job, one GPU each (GPU packing); ``workers`` is rounded
-            up to a multiple of it.
-        storage: storage URL replacing the study's (use PGPASSWORD/.pgpass for passwords).
+        trials_per_node: workers per job (GPU packing), each with its own ``gpus_per_task``
+            GPUs (default 1 when packing); ``workers`` is rounded up to a multiple of it.
+        storage: storage URL replacing the study's; it reaches the workers as ``HPO_STORAGE`` in
+            their environment, never on a command line or in a file.
         slurm: options overriding the study's ``slurm:`` section.
         array_parallelism: at most this many jobs run at once (``None``: all).
         folder: submitit's folder for job files and logs (default
             ``<output_dir>/<study>/slurm``).
         run_args: extra ``hpo.run`` arguments.
+        overrides: ``KEY=VALUE`` study-file overrides (``--set``, ``--sampler``, ``--pruner``),
+            validated with the file before anything is submitted and passed to every worker.
         env: environment variables for the workers (e.g. ``HPO_HEARTBEAT_S``).
 
     Raises:
@@ -187,14 +148,24 @@ class SlurmLauncher:
         folder: str | os.PathLike[str] | None = None,
         run_args: tp.Sequence[str] = (),
         env: dict[str, str] | None = None,
+        overrides: tp.Sequence[str] = (),
     ) -> None:
         if executor not in ("slurm", "local"):
             raise HpoError(f"executor must be 'slurm' or 'local', but got {executor!r}")
         if workers < 1 or trials_per_worker < 1 or trials_per_node < 1:
-            raise HpoError(f"workers, trials_per_worker and trials_per_node must be >= 1, but got "
-                           f"{workers}, {trials_per_worker}, {trials_per_node}")
+            raise HpoError(
+                f"workers, trials_per_worker and trials_per_node must be >= 1, but got "
+                f"{workers}, {trials_per_worker}, {trials_per_node}"
+            )
         self.study_path = Path(study).resolve()
-        self.cfg: StudyConfig = load_study_config(self.study_path, storage=storage)
+        secret = [o for o in overrides if o.split("=", 1)[0].strip() == "storage"]
+        if secret:
+            raise HpoError(
+                f"--set {secret[0].split('=', 1)[0]}=...: the storage URL would be written into every worker's "
+                "command line; pass it with --storage or $HPO_STORAGE"
+            )
+        self.overrides = list(overrides)
+        self.cfg: StudyConfig = load_study_config(self.study_path, storage=storage, overrides=self.overrides)
         self.storage = storage
         section = dict(self.cfg.raw.get("slurm") or {})
         section.update(slurm or {})
@@ -206,7 +177,7 @@ class SlurmLauncher:
         self.trials_per_worker = trials_per_worker
         self.array_parallelism = array_parallelism
         self.folder = Path(folder) if folder else (self.cfg.study_dir / "slurm").resolve()
-        self.run_args = list(run_args)
+        self.run_args = [*(a for o in self.overrides for a in ("--set", o)), *run_args]
         self.env = dict(env or {})
         self.jobs: list[tp.Any] = []
 
@@ -216,29 +187,37 @@ class SlurmLauncher:
         return self.cfg.study_dir / "report.html"
 
     def worker_argv(self) -> list[str]:
-        argv = ["--study", str(self.study_path), "--n-trials", str(self.trials_per_worker), "--no-progress"]
-        if self.storage:
-            argv += ["--storage", self.storage]
-        return argv + self.run_args
+        """The worker's arguments; never the storage (see :meth:`launch`)."""
+        return ["--study", str(self.study_path), "--n-trials", str(self.trials_per_worker), "--no-progress", *self.run_args]
+
+    @property
+    def gpus_per_job(self) -> int:
+        """GPUs each job asks for: every packed worker gets its own ``gpus_per_task`` (default 1)."""
+        return gpus_per_worker(self.options["gpus_per_task"], self.trials_per_node) * self.trials_per_node
 
     def launch(self) -> list[tp.Any]:
         """Submit every job; returns the submitit jobs (also kept in ``self.jobs``)."""
-        import submitit
-
         worker = JobWorkers(self.worker_argv(), self.trials_per_node, self.env)
         self.folder.mkdir(parents=True, exist_ok=True)
+        with _storage_in_environment(self.storage):
+            return self._submit(worker)
+
+    def _submit(self, worker: JobWorkers) -> list[tp.Any]:
+        import submitit
+
         opts = self.options
         if self.executor_name == "local":
-            ex = submitit.LocalExecutor(folder=str(self.folder))
-            ex.update_parameters(timeout_min=int(opts["time_min"]))
-            with ex.batch():
-                jobs = [ex.submit(worker) for _ in range(self.n_jobs)]
+            local = submitit.LocalExecutor(folder=str(self.folder))
+            local.update_parameters(timeout_min=int(opts["time_min"]))
+            with local.batch():
+                jobs = [local.submit(worker) for _ in range(self.n_jobs)]
             self.jobs = list(jobs)
         else:
             if shutil.which("sbatch") is None:
                 raise HpoError("sbatch not found: run on a Slurm login node, or use --executor local")
-            params = submitit_parameters(opts, gpus_per_job=int(opts["gpus_per_task"]) * self.trials_per_node
-                                         or 0, cpus_per_job=int(opts["cpus_per_task"]) * self.trials_per_node)
+            params = submitit_parameters(
+                opts, gpus_per_job=self.gpus_per_job, cpus_per_job=int(opts["cpus_per_task"]) * self.trials_per_node
+            )
             self.jobs = []
             for start, count, parallel in plan_arrays(self.n_jobs, max_array_size(), self.array_parallelism):
                 ex = submitit.SlurmExecutor(folder=str(self.folder))  # fresh: executors keep old parameters
@@ -280,8 +259,11 @@ class SlurmLauncher:
                     pass
                 bar.n = min(counts.finished, total)
                 best = "n/a" if counts.best is None else f"{counts.best:.4g}"
-                bar.set_postfix_str(f"running={counts.running} pruned={counts.pruned} failed={counts.failed} "
-                                    f"jobs={sum(not j.done() for j in self.jobs)} best={best}", refresh=True)
+                bar.set_postfix_str(
+                    f"running={counts.running} pruned={counts.pruned} failed={counts.failed} "
+                    f"jobs={sum(not j.done() for j in self.jobs)} best={best}",
+                    refresh=True,
+                )
                 if done:
                     break
                 if t_end is not None and time.monotonic() > t_end:
@@ -290,27 +272,36 @@ class SlurmLauncher:
         for job in self.jobs:
             error = job.exception()
             if error is not None:
-                _log.warning("job %s failed (%s); log: %s", job.job_id, str(error).strip().splitlines()[-1][:200],
-                             job.paths.stdout)
+                _log.warning(
+                    "job %s failed (%s); log: %s", job.job_id, str(error).strip().splitlines()[-1][:200], job.paths.stdout
+                )
         return counts
 
     def sbatch_script(self) -> str:
         """An equivalent plain sbatch array script (for clusters where submitit is unwelcome)."""
         o = self.options
         par = f"%{self.array_parallelism}" if self.array_parallelism else ""
-        return make_sbatch(study=str(self.study_path), n_trials=self.trials_per_worker, storage=self.storage,
-                           array=f"0-{self.n_jobs - 1}{par}", run_args=self.run_args,
-                           **{k: o[k] for k in o})
+        return make_sbatch(
+            study=str(self.study_path),
+            n_trials=self.trials_per_worker,
+            workers_per_task=self.trials_per_node,
+            array=f"0-{self.n_jobs - 1}{par}",
+            run_args=self.run_args,
+            **{k: o[k] for k in o},
+        )
 
     def describe(self) -> str:
         """One paragraph for the terminal: what was submitted and where results go."""
         kind = "Slurm job(s)" if self.executor_name == "slurm" else "local process(es)"
         ids = self.job_ids()
         shown = ", ".join(ids[:8]) + (f", … ({len(ids)} in all)" if len(ids) > 8 else "")
-        return (f"{self.cfg.name}: {len(self.jobs)} {kind} [{shown}], {self.workers} worker(s) × "
-                f"{self.trials_per_worker} trial(s); storage {mask_url(self.storage or self.cfg.storage)}\n"
-                f"logs: {self.folder}\n"
-                f"report: python -m hpo.report --study {self.study_path} → {self.report_path}")
+        return (
+            f"{self.cfg.name}: {len(self.jobs)} {kind} [{shown}], {self.workers} worker(s) × "
+            f"{self.trials_per_worker} trial(s); storage {mask_url(self.storage or self.cfg.storage)}\n"
+            f"logs: {self.folder}\n"
+            f"report: python -m hpo.report --study {self.study_path}"
+            f"{''.join(f' --set {shlex.quote(o)}' for o in self.overrides)} → {self.report_path}"
+        )
 
 
 def max_array_size(default: int = 1001) -> int:
@@ -323,12 +314,22 @@ def max_array_size(default: int = 1001) -> int:
     return int(m.group(1)) if m else default
 
 
-def _visible_gpus() -> list[str]:
-    """This job's GPUs: ``CUDA_VISIBLE_DEVICES`` as Slurm set it (empty when none)."""
-    value = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
-    if not value or value in ("NoDevFiles", "-1"):
-        return []
-    return [g for g in value.split(",") if g]
+@contextlib.contextmanager
+def _storage_in_environment(storage: str | None) -> tp.Iterator[None]:
+    """Export ``HPO_STORAGE`` while jobs are submitted: ``sbatch`` and local processes inherit
+    it, so the URL (and its password) is on no command line and in no pickled or written file."""
+    if not storage:
+        yield
+        return
+    before = os.environ.get("HPO_STORAGE")
+    os.environ["HPO_STORAGE"] = storage
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("HPO_STORAGE", None)
+        else:
+            os.environ["HPO_STORAGE"] = before
 
 
 def main(argv: tp.Sequence[str] | None = None) -> int:
@@ -340,43 +341,74 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="worker processes in total")
     p.add_argument("--trials-per-worker", type=int, default=1, help="--n-trials of each worker")
     p.add_argument("--executor", choices=("slurm", "local"), default="slurm")
-    p.add_argument("--trials-per-node", type=int, default=1, help="workers per job, each pinned to one GPU")
-    p.add_argument("--storage", default=None, help="storage URL replacing the study's")
+    p.add_argument(
+        "--trials-per-node",
+        type=int,
+        default=1,
+        help="workers per job (GPU packing), each pinned to its own --gpus-per-task GPUs",
+    )
+    p.add_argument(
+        "--storage",
+        default=os.environ.get("HPO_STORAGE") or None,
+        help="storage URL replacing the study's (default: $HPO_STORAGE; prefer the variable, a command line shows in ps)",
+    )
     p.add_argument("--array-parallelism", type=int, default=None, help="at most this many jobs at once")
     for key, default in (("partition", None), ("account", None), ("qos", None), ("constraint", None)):
         p.add_argument(f"--{key}", default=default)
     p.add_argument("--time-min", type=int, default=None, help="walltime per job, minutes")
     p.add_argument("--mem-gb", type=float, default=None, help="memory per job, GB")
     p.add_argument("--cpus-per-task", type=int, default=None, help="CPUs per worker")
-    p.add_argument("--gpus-per-task", type=int, default=None, help="GPUs per worker (packing uses 1)")
+    p.add_argument(
+        "--gpus-per-task", type=int, default=None, help="GPUs per worker (default: 1 each with --trials-per-node > 1, else none)"
+    )
     p.add_argument("--setup", action="append", default=None, help="shell line run before the workers (repeatable)")
     p.add_argument("--folder", default=None, help="submitit folder for job files and logs")
-    p.add_argument("--sbatch-script", default=None, metavar="PATH",
-                   help="write an equivalent sbatch array script to PATH and submit nothing")
+    p.add_argument(
+        "--sbatch-script", default=None, metavar="PATH", help="write an equivalent sbatch array script to PATH and submit nothing"
+    )
     p.add_argument("--wait", action="store_true", help="follow the study until the jobs end")
     p.add_argument("--no-progress", action="store_true", help="with --wait: no live view")
+    add_override_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = {k: getattr(args, k) for k in ("partition", "account", "qos", "constraint", "time_min", "mem_gb",
-                                               "cpus_per_task", "gpus_per_task", "setup") if getattr(args, k) is not None}
+    overrides = {
+        k: getattr(args, k)
+        for k in ("partition", "account", "qos", "constraint", "time_min", "mem_gb", "cpus_per_task", "gpus_per_task", "setup")
+        if getattr(args, k) is not None
+    }
     try:
-        launcher = SlurmLauncher(args.study, workers=args.workers, trials_per_worker=args.trials_per_worker,
-                                 executor=args.executor, trials_per_node=args.trials_per_node, storage=args.storage,
-                                 slurm=overrides, array_parallelism=args.array_parallelism, folder=args.folder)
+        launcher = SlurmLauncher(
+            args.study,
+            workers=args.workers,
+            trials_per_worker=args.trials_per_worker,
+            executor=args.executor,
+            trials_per_node=args.trials_per_node,
+            storage=args.storage,
+            slurm=overrides,
+            array_parallelism=args.array_parallelism,
+            folder=args.folder,
+            overrides=override_list(args),
+        )
         if args.sbatch_script:
-            from fspnet._io import write_text
+            from runtools.io import write_text
 
             write_text(args.sbatch_script, launcher.sbatch_script())
-            print(f"wrote {args.sbatch_script}; submit it with: mkdir -p {launcher.options['log_dir']} && "
-                  f"sbatch {args.sbatch_script}")
+            env = f"HPO_STORAGE='{mask_url(args.storage)}' " if args.storage else ""
+            print(
+                f"wrote {args.sbatch_script} ({launcher.n_jobs} array task(s) × {launcher.trials_per_node} "
+                f"worker(s)); submit it with: mkdir -p {launcher.options['log_dir']} && {env}sbatch "
+                f"{args.sbatch_script}" + (" (the storage goes through the environment, never the file)" if env else "")
+            )
             return 0
         launcher.launch()
         print(launcher.describe(), flush=True)
         if args.wait:
             counts = launcher.wait(progress=not args.no_progress)
             best = "n/a" if counts.best is None else f"{counts.best:.6g}"
-            print(f"{launcher.cfg.name}: {counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed, "
-                  f"{counts.running} running; best {best}")
+            print(
+                f"{launcher.cfg.name}: {counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed, "
+                f"{counts.running} running; best {best}"
+            )
     except HpoError as e:
         print(f"hpo-launch: error: {e}", file=sys.stderr)
         return 2

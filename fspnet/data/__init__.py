@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fspnet.data._dataset import (
     SpectrumDataset,
+    check_finite,
     clear_dataset_cache,
+    nonfinite_rows,
     read_dataset,
     read_dataset_cached,
     write_dataset,
@@ -14,14 +16,16 @@ from fspnet.data._transforms import ParamTransform, SpectrumTransform, Transform
 
 __all__ = [
     "ParamTransform",
-    "Split",
     "SpectrumDataset",
     "SpectrumTransform",
+    "Split",
     "Transforms",
+    "check_finite",
     "clear_dataset_cache",
     "load_split",
     "load_transforms",
     "make_split",
+    "nonfinite_rows",
     "read_dataset",
     "read_dataset_cached",
     "subset_indices",

@@ -19,10 +19,20 @@ import h5py
 import numpy as np
 
 from fspnet import __version__
-from fspnet._io import atomic_path
 from fspnet.errors import DataError
+from runtools.io import atomic_path
 
-__all__ = ["SpectrumDataset", "clear_dataset_cache", "read_dataset", "read_dataset_cached", "write_dataset"]
+__all__ = [
+    "SpectrumDataset",
+    "check_finite",
+    "clear_dataset_cache",
+    "nonfinite_rows",
+    "read_dataset",
+    "read_dataset_cached",
+    "write_dataset",
+]
+
+_SHOW_ROWS = 5  # row indices quoted in an error message before "... (N rows)"
 
 
 @dataclasses.dataclass
@@ -88,47 +98,68 @@ def write_dataset(path: str | os.PathLike[str], dataset: SpectrumDataset) -> Non
         f.attrs["log_params"] = json.dumps([int(i) for i in dataset.log_params])
         f.attrs["units"] = json.dumps(dataset.units)
         f.attrs["source"] = json.dumps(dataset.source, default=str)
+        model = dataset.source.get("model")
+        if isinstance(model, dict) and model.get("expression"):  # the forward model (fspnet.synthesize)
+            f.attrs["model_expression"] = str(model["expression"])
+            f.attrs["model_backend"] = str(model.get("backend", "native"))
         f.attrs["fspnet_version"] = __version__
 
 
-def read_dataset(path: str | os.PathLike[str]) -> SpectrumDataset:
+def read_dataset(path: str | os.PathLike[str], *, allow_nonfinite: bool = False) -> SpectrumDataset:
     """Read an HDF5 dataset written by :func:`write_dataset` (or by hand to the contract).
 
+    Args:
+        path: the HDF5 file.
+        allow_nonfinite: keep rows whose spectra, uncertainties or parameters hold NaN or inf
+            (find them with :func:`nonfinite_rows`); by default such a file is refused.
+
     Raises:
-        DataError: naming the file and the missing or malformed entry.
+        DataError: naming the file and the missing, malformed or non-finite entry (with the rows).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: dataset file not found")
     try:
         f = h5py.File(path, "r")
-    except OSError as e:
+    except Exception as e:  # noqa: BLE001  # h5py raises OSError, but a damaged file can surface others
         raise DataError(f"{path}: not a readable HDF5 file ({e})") from None
-    with f:
-        if "spectra" not in f:
-            raise DataError(f"{path}: missing dataset 'spectra' (expected float32 [N, C])")
-        spectra = f["spectra"][()]
-        n_bins = spectra.shape[-1]
-        attrs = f.attrs
-        centres = np.asarray(attrs.get("energy_centres", np.arange(n_bins, dtype=np.float64)))
-        widths = np.asarray(attrs.get("energy_widths", np.ones(n_bins)))
-        names = None
-        if "names" in f:
-            names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["names"][()]]
-        params = f["params"][()] if "params" in f else None
-        ds = SpectrumDataset(
-            spectra=spectra.astype(np.float32, copy=False),
-            energy_centres=centres,
-            energy_widths=widths,
-            params=None if params is None else params.astype(np.float64, copy=False),
-            uncertainties=f["uncertainties"][()] if "uncertainties" in f else None,
-            names=names,
-            param_names=_json_attr(attrs, "param_names", [], path),
-            log_params=_json_attr(attrs, "log_params", [], path),
-            units=_json_attr(attrs, "units", {}, path),
-            source=_json_attr(attrs, "source", {}, path),
-        )
-    _check(ds, str(path))
+    try:
+        ds = _read_open(f, path)
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001  # truncated or damaged: h5py decodes lazily, any entry can fail
+        raise DataError(f"{path}: damaged HDF5 dataset ({type(e).__name__}: {e})") from None
+    finally:
+        f.close()
+    _check(ds, str(path), allow_nonfinite=allow_nonfinite)
+    return ds
+
+
+def _read_open(f: h5py.File, path: Path) -> SpectrumDataset:
+    """Decode an open dataset file (the caller turns decoding failures into a DataError)."""
+    if "spectra" not in f:
+        raise DataError(f"{path}: missing dataset 'spectra' (expected float32 [N, C])")
+    spectra = f["spectra"][()]
+    n_bins = spectra.shape[-1]
+    attrs = f.attrs
+    centres = np.asarray(attrs.get("energy_centres", np.arange(n_bins, dtype=np.float64)))
+    widths = np.asarray(attrs.get("energy_widths", np.ones(n_bins)))
+    names = None
+    if "names" in f:
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["names"][()]]
+    params = f["params"][()] if "params" in f else None
+    ds = SpectrumDataset(
+        spectra=spectra.astype(np.float32, copy=False),
+        energy_centres=centres,
+        energy_widths=widths,
+        params=None if params is None else params.astype(np.float64, copy=False),
+        uncertainties=f["uncertainties"][()] if "uncertainties" in f else None,
+        names=names,
+        param_names=_json_attr(attrs, "param_names", [], path),
+        log_params=_json_attr(attrs, "log_params", [], path),
+        units=_json_attr(attrs, "units", {}, path),
+        source=_json_attr(attrs, "source", {}, path),
+    )
     return ds
 
 
@@ -177,7 +208,58 @@ def _json_attr(attrs: tp.Any, key: str, default: tp.Any, path: Path) -> tp.Any:
         raise DataError(f"{path}: attribute {key!r} is not valid JSON: {value[:80]!r}") from None
 
 
-def _check(ds: SpectrumDataset, where: str) -> None:
+def nonfinite_rows(dataset: SpectrumDataset) -> np.ndarray:
+    """[N] bool: rows whose spectrum, uncertainties or parameters hold a NaN or an infinity."""
+    bad = np.zeros(len(dataset.spectra), dtype=bool)
+    for array in (dataset.spectra, dataset.uncertainties, dataset.params):
+        if array is not None:
+            bad |= _nonfinite(array)
+    return bad
+
+
+def check_finite(where: str, **arrays: tp.Any) -> None:
+    """Raise a :class:`DataError` naming ``where``, each array and the rows that hold NaN or inf.
+
+    Args:
+        where: the file (or other source) the arrays came from.
+        **arrays: ``name=[N, ...]`` arrays (``None`` is skipped).
+
+    Raises:
+        DataError: e.g. ``data.h5: non-finite values (NaN or inf) in spectra rows 3, 17 (2 of 100
+            rows); remove those rows, or pass --skip-nonfinite to fspnet.predict``.
+
+    Example:
+        >>> check_finite("x.h5", spectra=np.ones((3, 2)))  # passes silently
+    """
+    parts = []
+    for name, array in arrays.items():
+        if array is None:
+            continue
+        rows = np.flatnonzero(_nonfinite(array))
+        if rows.size:
+            parts.append(f"{name} {_describe_rows(rows, len(array))}")
+    if parts:
+        raise DataError(
+            f"{where}: non-finite values (NaN or inf) in {'; '.join(parts)}; remove those rows, "
+            "or pass --skip-nonfinite to fspnet.predict to write them as NaN and flag them"
+        )
+
+
+def _nonfinite(array: tp.Any) -> np.ndarray:
+    a = np.asarray(array)
+    if a.ndim == 0 or not np.issubdtype(a.dtype, np.number):
+        return np.zeros(len(a) if a.ndim else 0, dtype=bool)
+    return ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+
+
+def _describe_rows(rows: np.ndarray, n: int) -> str:
+    shown = ", ".join(str(int(i)) for i in rows[:_SHOW_ROWS])
+    more = ", ..." if rows.size > _SHOW_ROWS else ""
+    word = "row" if rows.size == 1 else "rows"
+    return f"{word} {shown}{more} ({rows.size} of {n} rows)"
+
+
+def _check(ds: SpectrumDataset, where: str, allow_nonfinite: bool = False) -> None:
     spectra = np.asarray(ds.spectra)
     if spectra.ndim != 2:
         raise DataError(f"{where}: 'spectra' must be 2-D [N, C], got shape {spectra.shape}")
@@ -198,3 +280,5 @@ def _check(ds: SpectrumDataset, where: str) -> None:
         bad = [i for i in ds.log_params if not 0 <= int(i) < p[1]]
         if bad:
             raise DataError(f"{where}: log_params {bad} out of range for {p[1]} parameters")
+    if not allow_nonfinite:
+        check_finite(where, spectra=spectra, uncertainties=ds.uncertainties, params=ds.params)

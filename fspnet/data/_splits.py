@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fspnet._io import write_json
 from fspnet.errors import DataError
+from runtools.io import write_json
 
 __all__ = ["Split", "load_split", "make_split", "subset_indices"]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fspnet._io import write_json
 from fspnet.errors import DataError
+from runtools.io import write_json
 
 __all__ = ["ParamTransform", "SpectrumTransform", "Transforms", "load_transforms"]
 
@@ -55,10 +55,17 @@ class SpectrumTransform:
         """Fit to [N, C] training spectra.
 
         Raises:
-            DataError: if no bin of any spectrum is positive.
+            DataError: if a bin is NaN or infinite, or no bin of any spectrum is positive.
         """
         x, _ = _as_tensor(spectra)
         x = x.double()
+        bad = ~torch.isfinite(x).reshape(len(x), -1).all(dim=1)
+        if bool(bad.any()):
+            rows = torch.nonzero(bad).flatten()[:5].tolist()
+            raise DataError(
+                f"spectra: non-finite values (NaN or inf) in training rows {rows}"
+                f"{' ...' if int(bad.sum()) > 5 else ''} ({int(bad.sum())} of {len(x)} rows); cannot fit the transform"
+            )
         positive = x[x > 0]
         if positive.numel() == 0:
             raise DataError("spectra: no positive bin in the training split; cannot take log10")
@@ -86,11 +93,15 @@ class SpectrumTransform:
 def _clamp(x: torch.Tensor, floor: float) -> torch.Tensor:
     # Each spectrum's smallest positive bin replaces its non-positive bins (background-subtracted
     # counts can be zero or negative); a spectrum with none positive gets the training floor.
+    # NaN and -inf are not "non-positive counts" but missing data: they pass through (as NaN)
+    # so that the caller sees them, never a made-up value.
     positive = x > 0
+    raise_up = (x <= 0) & torch.isfinite(x)
     big = torch.finfo(x.dtype).max
-    row_min = torch.where(positive, x, torch.full_like(x, big)).amin(dim=-1, keepdim=True)
+    row_min = torch.where(positive & torch.isfinite(x), x, torch.full_like(x, big)).amin(dim=-1, keepdim=True)
     row_min = torch.where(row_min == big, torch.full_like(row_min, floor), row_min)
-    return torch.where(positive, x, row_min)
+    out = torch.where(raise_up, row_min, x)
+    return torch.where(torch.isneginf(x), torch.full_like(x, float("nan")), out)
 
 
 @dataclasses.dataclass
@@ -112,10 +123,17 @@ class ParamTransform:
         """Fit to [N, P] training parameters in physical units.
 
         Raises:
-            DataError: if a log-scaled parameter is not positive.
+            DataError: if a parameter is NaN or infinite, or a log-scaled one is not positive.
         """
         p, _ = _as_tensor(params)
         p = p.double()
+        bad = ~torch.isfinite(p).reshape(len(p), -1).all(dim=1)
+        if bool(bad.any()):
+            rows = torch.nonzero(bad).flatten()[:5].tolist()
+            raise DataError(
+                f"params: non-finite values (NaN or inf) in training rows {rows}"
+                f"{' ...' if int(bad.sum()) > 5 else ''} ({int(bad.sum())} of {len(p)} rows); cannot fit the transform"
+            )
         log_params = sorted(int(i) for i in log_params)
         for i in log_params:
             if not bool((p[:, i] > 0).all()):

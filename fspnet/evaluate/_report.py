@@ -18,9 +18,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from fspnet._io import atomic_path, write_text  # noqa: E402
+from runtools.io import atomic_path, write_text
 
 __all__ = ["Report", "fmt", "mark", "write_csv"]
 
@@ -127,7 +127,7 @@ class Report:
         b64 = base64.b64encode(data).decode("ascii")
         self._body.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">')
         if caption:
-            self._body.append(f"<figcaption class=\"note\">{html.escape(caption)}</figcaption>")
+            self._body.append(f'<figcaption class="note">{html.escape(caption)}</figcaption>')
         self._body.append("</figure>")
         return path
 
@@ -135,7 +135,7 @@ class Report:
         """The complete HTML document."""
         nav = "".join(f'<a href="#{html.escape(a)}">{html.escape(t)}</a>' for a, t in self._toc)
         return (
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
             f"<h1>{html.escape(self.title)}</h1><nav>{nav}</nav>" + "\n".join(self._body) + "</body></html>\n"
         )

@@ -4,22 +4,26 @@
   networks' scaled spectrum space, averaged over spectra, then per energy band.
 - Decoder: ``|∂ decoder(p) / ∂ p_j|`` per parameter ``j`` and energy bin (central differences
   of 0.01 in the parameters' z-score space), averaged over spectra.
+
+:class:`SaliencySection` is the report section.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import typing as tp
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from fspnet.evaluate._context import BAND_KEV
+from fspnet.evaluate._context import BAND_KEV, EvalContext
+from fspnet.evaluate._report import Report
 
 if tp.TYPE_CHECKING:
-    from fspnet.train import Run
+    from fspnet.rundir import Run
 
-__all__ = ["autoencoder_saliency", "band_edges", "band_means", "decoder_saliency", "plot_saliency"]
+__all__ = ["SaliencySection", "autoencoder_saliency", "band_edges", "band_means", "decoder_saliency", "plot_saliency"]
 
 
 def band_edges(n_bands: int = 10, band_kev: tuple[float, float] = BAND_KEV) -> np.ndarray:
@@ -113,3 +117,83 @@ def plot_saliency(
     ax.set_ylabel("|∂ decoder output / ∂ parameter| (z-score)")
     ax.set_title("decoder saliency per parameter", fontsize=9)
     return fig
+
+
+@dataclasses.dataclass
+class SaliencySection:
+    """Which energies the networks look at (summary key ``saliency``).
+
+    Args:
+        energy_kev: [C] bin centres.
+        edges: [B + 1] band edges, keV.
+        param_names: the P parameter names.
+        n_spectra: spectra the saliency averages over.
+        ae: [C] autoencoder saliency, ``None`` without a decoder.
+        dec: [P, C] decoder saliency, ``None`` without a decoder or parameter transforms.
+        example: [C] the spectrum drawn, and ``reconstruction`` [C], its decoder(encoder(x)).
+    """
+
+    key: tp.ClassVar[str | None] = "saliency"
+
+    energy_kev: np.ndarray
+    edges: np.ndarray
+    param_names: list[str]
+    n_spectra: int = 0
+    ae: np.ndarray | None = None
+    dec: np.ndarray | None = None
+    example: np.ndarray | None = None
+    reconstruction: np.ndarray | None = None
+
+    @classmethod
+    def compute(cls, c: EvalContext) -> SaliencySection:
+        """Average over ``n_saliency`` spectra: the fitted sample when it is large enough, else the first ones."""
+        opt, run, ds = c.options, c.run, c.ds
+        rows = c.rows[: opt.n_saliency] if len(c.rows) >= opt.n_saliency else np.arange(min(c.n, opt.n_saliency))
+        out = cls(np.asarray(ds.energy_centres, dtype=np.float64), band_edges(), list(c.param_names), len(rows))
+        if run.decoder is None:
+            return out
+        out.ae = autoencoder_saliency(run, ds.spectra[rows], opt.device)
+        if run.transforms.params is not None:
+            out.dec = decoder_saliency(run, (c.true if c.true is not None else c.pred)[rows], opt.device)
+        out.example = np.asarray(ds.spectra[rows[0]], dtype=np.float64)
+        with torch.no_grad():
+            x = run.transforms.spectra(torch.as_tensor(out.example[None])).float()
+            dev = next(run.network.parameters()).device
+            rec = run.decoder(run.network(x.to(dev)).flatten(1)).flatten(1).double().cpu()
+            out.reconstruction = run.transforms.spectra.inverse(rec).numpy()[0]
+        return out
+
+    def to_dict(self) -> dict[str, tp.Any]:
+        """Band edges, the autoencoder's band means and the decoder's per parameter (and band)."""
+        e, b, dec = self.energy_kev, self.edges, self.dec
+        return {
+            "band_edges_kev": b.tolist(),
+            "autoencoder_per_band": None if self.ae is None else band_means(self.ae, e, b).tolist(),
+            "decoder_per_parameter": None if dec is None else {nm: float(dec[j].mean()) for j, nm in enumerate(self.param_names)},
+            "decoder_per_parameter_band": None
+            if dec is None
+            else {nm: band_means(dec[j], e, b).tolist() for j, nm in enumerate(self.param_names)},
+        }
+
+    def render(self, report: Report) -> None:
+        """The "Saliency" section: band table and figure."""
+        report.section("saliency", "Saliency")
+        if self.ae is None or self.example is None:
+            report.text("The run carries no decoder (decoder.safetensors), so saliency cannot be computed.", note=True)
+            return
+        report.text(
+            f"Autoencoder: mean |∂ MSE(decoder(encoder(x)), x) / ∂x| over {self.n_spectra} spectra in the networks' scaled "
+            "space, averaged per log-spaced band and shaded over one spectrum and its reconstruction. Decoder: mean "
+            "|∂ decoder(p) / ∂p_j| per bin (z-score units)."
+        )
+        edges = self.edges
+        bands = band_means(self.ae, self.energy_kev, edges)
+        dec_b = None if self.dec is None else band_means(self.dec, self.energy_kev, edges)
+        header = ["band (keV)", "autoencoder", *(self.param_names if dec_b is not None else [])]
+        rows = [
+            [f"{edges[b]:.2f}–{edges[b + 1]:.2f}", bands[b], *([] if dec_b is None else list(dec_b[:, b]))]
+            for b in range(len(edges) - 1)
+        ]
+        report.table(header, rows)
+        fig = plot_saliency(self.energy_kev, self.example, self.reconstruction, self.ae, self.dec, self.param_names, edges)
+        report.figure(fig, "saliency")

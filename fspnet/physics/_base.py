@@ -151,9 +151,7 @@ class Component:
         if not isinstance(other, Component):
             return NotImplemented
         if self.kind != MULTIPLICATIVE and other.kind != MULTIPLICATIVE:
-            raise TypeError(
-                f"cannot multiply {self!r} by {other!r}: one factor must be multiplicative"
-            )
+            raise TypeError(f"cannot multiply {self!r} by {other!r}: one factor must be multiplicative")
         return _Product(self, other)
 
     def __repr__(self) -> str:

@@ -208,9 +208,7 @@ class _DiskPlan:
 _PLANS = _GridCache()
 
 
-def disk_flux(
-    kind: str, edges: torch.Tensor, temp_kev: torch.Tensor, norm: torch.Tensor
-) -> torch.Tensor:
+def disk_flux(kind: str, edges: torch.Tensor, temp_kev: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
     """Bin-integrated photon flux [N, E] of a disk profile; ``temp_kev``/``norm`` [N, 1]."""
     plan = _PLANS.get(edges, kind, lambda: _DiskPlan(kind, edges))
     log_t = torch.log(temp_kev)

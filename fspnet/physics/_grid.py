@@ -33,9 +33,7 @@ def energy_grid(n_bins: int = 2000, low_kev: float = 0.002, high_kev: float = 20
     if int(n_bins) != n_bins or n_bins < 1:
         raise ValueError(f"energy_grid: n_bins must be a positive integer, but got {n_bins!r}")
     if not 0 < low_kev < high_kev:
-        raise ValueError(
-            f"energy_grid: need 0 < low_kev < high_kev, but got low_kev={low_kev}, high_kev={high_kev}"
-        )
+        raise ValueError(f"energy_grid: need 0 < low_kev < high_kev, but got low_kev={low_kev}, high_kev={high_kev}")
     edges = np.geomspace(low_kev, high_kev, int(n_bins) + 1)
     edges[0], edges[-1] = low_kev, high_kev
     return torch.from_numpy(edges)
@@ -53,9 +51,7 @@ class _GridCache:
         self.maxsize = maxsize
         self._data: dict[tuple[tp.Hashable, ...], tp.Any] = {}
 
-    def get(
-        self, edges: torch.Tensor, extra: tp.Hashable, build: tp.Callable[[], tp.Any]
-    ) -> tp.Any:
+    def get(self, edges: torch.Tensor, extra: tp.Hashable, build: tp.Callable[[], tp.Any]) -> tp.Any:
         key = (_edges_key(edges), str(edges.device), extra)
         if key in self._data:
             value = self._data.pop(key)

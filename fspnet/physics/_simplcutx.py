@@ -101,7 +101,7 @@ class Simpl(Convolution):
         super().__init__(inner)
         self.upscatter_only = bool(upscatter_only)
 
-    def _convolve(
+    def _convolve(  # type: ignore[override]  # named parameters instead of *params
         self, edges: torch.Tensor, flux: torch.Tensor, gamma: torch.Tensor, fsc: torch.Tensor
     ) -> torch.Tensor:
         return self.evaluate(edges, flux, gamma, fsc, self.upscatter_only)
@@ -252,7 +252,7 @@ class SimplCutX(Convolution):
             raise ValueError(f"SimplCutX: kte_kev must be > 0, but got {kte_kev}")
         self.kte_kev = float(kte_kev)
 
-    def _convolve(
+    def _convolve(  # type: ignore[override]  # named parameters instead of *params
         self, edges: torch.Tensor, flux: torch.Tensor, gamma: torch.Tensor, fsc: torch.Tensor
     ) -> torch.Tensor:
         return self.evaluate(edges, flux, gamma, fsc, self.kte_kev)

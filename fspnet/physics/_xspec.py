@@ -1,21 +1,39 @@
 """Optional reference backend: XSPEC's own model library through ``xspectrampoline``.
 
-Used by the table-generation scripts and the oracle tests, never by the forward model.
-XSPEC (and so ``xspectrampoline``) is GPL-licensed; nothing from it is vendored here, only
+The one module that talks to ``xspectrampoline``: the table-generation scripts, the oracle
+tests and the ``xspec`` model backend (:mod:`fspnet.physics._expression`) all go through it.
+XSPEC (and so ``xspectrampoline``) is GPL-licensed: an optional extra (``pip install
+fspnet[xspec]``), imported only when asked for; nothing from it is vendored here, only
 numbers computed with it (the tables in ``fspnet/physics/data``, see its README).
+
+Every XSPEC model is described by XSPEC's own ``model.dat`` (read by
+:func:`xspec_components`) and called through its C interface by :func:`xspec_evaluate`.
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import logging
 import os
+import shlex
+import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["xspec_abundance", "xspec_available", "xspec_model", "xspec_version"]
+__all__ = [
+    "XspecComponentInfo",
+    "XspecParamInfo",
+    "xspec_abundance",
+    "xspec_available",
+    "xspec_components",
+    "xspec_evaluate",
+    "xspec_model",
+    "xspec_version",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -48,15 +66,30 @@ def _libraries() -> Any:
     return xspectrampoline.get_libraries()
 
 
-@functools.cache
-def _set_abundances(table: str) -> None:
+_SETTINGS: dict[str, str] = {}  # the abundance / cross-section tables the library holds now
+_LOCK = threading.Lock()
+
+
+def _set_table(setter: str, table: str, what: str) -> None:
+    if _SETTINGS.get(setter) == table:
+        return
     lib = _libraries().lib_xs_functions
-    lib.FPSOLR.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]
-    lib.FPSOLR.restype = None
+    fn = getattr(lib, setter)
+    fn.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]
+    fn.restype = None
     ierr = ctypes.c_int(0)
-    lib.FPSOLR(table.encode("ascii"), ctypes.byref(ierr))
+    fn(table.encode("ascii"), ctypes.byref(ierr))
     if ierr.value != 0:
-        raise ValueError(f"XSPEC: abundance table {table!r} was refused (ierr={ierr.value})")
+        raise ValueError(f"XSPEC: {what} table {table!r} was refused (ierr={ierr.value})")
+    _SETTINGS[setter] = table
+
+
+def _set_abundances(table: str) -> None:
+    _set_table("FPSOLR", table, "abundance")
+
+
+def _set_cross_sections(table: str) -> None:
+    _set_table("FPXSCT", table, "cross-section")
 
 
 def xspec_abundance(element: str, abundances: str = "wilm") -> float:
@@ -116,4 +149,162 @@ def xspec_model(
     err = np.zeros(n)
     fn = libs.get_model(_SYMBOLS[name])
     fn(edges, np.ascontiguousarray(params, dtype=np.float64), out, err)
+    return out
+
+
+# ----------------------------------------------------------------------------- any XSPEC model
+
+_KINDS = {
+    "add": "additive",
+    "mul": "multiplicative",
+    "con": "convolution",
+    "mix": "mixing",
+    "acn": "convolution",
+    "amx": "mixing",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class XspecParamInfo:
+    """One parameter of an XSPEC model as ``model.dat`` declares it.
+
+    Args:
+        name: XSPEC's name, e.g. ``Tin``.
+        unit: unit string (``""`` if dimensionless).
+        default: XSPEC's default value.
+        hard_min, soft_min, soft_max, hard_max: XSPEC's limits.
+        frozen: XSPEC freezes it by default (negative delta, or a switch/scale parameter).
+    """
+
+    name: str
+    unit: str
+    default: float
+    hard_min: float
+    soft_min: float
+    soft_max: float
+    hard_max: float
+    frozen: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class XspecComponentInfo:
+    """One XSPEC model component from ``model.dat``.
+
+    Args:
+        name: the name as ``model.dat`` spells it (``TBabs``); expressions match it without case.
+        kind: ``additive``, ``multiplicative``, ``convolution`` or ``mixing``.
+        function: the library function ``model.dat`` names (``C_tbabs``, ``xsdskb``).
+        params: the parameters in XSPEC order, without the ``norm`` of additive models.
+    """
+
+    name: str
+    kind: str
+    function: str
+    params: tuple[XspecParamInfo, ...]
+
+
+def _model_dat() -> Path:
+    import xspectrampoline_helpers as helpers  # type: ignore[import-untyped]
+
+    return Path(helpers._headas_path) / "spectral" / "manager" / "model.dat"
+
+
+def _parse_param(line: str) -> XspecParamInfo:
+    tok = shlex.split(line, posix=True)
+    name = tok[0]
+    if name.startswith("$"):  # switch: "$name [unit] value"
+        v = float(tok[-1]) if len(tok) > 1 else 0.0
+        return XspecParamInfo(name[1:], "", v, v, v, v, v, True)
+    scale = name.startswith("*")  # scale parameter: "*name unit value"
+    name = name.lstrip("*")
+    unit = tok[1].strip() if len(tok) > 1 else ""
+    vals = [float(t) for t in tok[2:8]]
+    if scale or len(vals) < 6:
+        v = vals[0] if vals else 0.0
+        return XspecParamInfo(name, unit, v, v, v, v, v, True)
+    default, hmin, smin, smax, hmax, delta = vals
+    return XspecParamInfo(name, unit, default, hmin, smin, smax, hmax, delta < 0)
+
+
+@functools.cache
+def xspec_components() -> dict[str, XspecComponentInfo]:
+    """Every model of XSPEC's ``model.dat``, keyed by lower-case name.
+
+    Raises:
+        ImportError: when ``xspectrampoline`` is not installed.
+    """
+    lines = _model_dat().read_text(encoding="utf-8", errors="replace").splitlines()
+    out: dict[str, XspecComponentInfo] = {}
+    i = 0
+    while i < len(lines):
+        tok = lines[i].split()
+        i += 1
+        if len(tok) < 6 or tok[5] not in _KINDS or not tok[1].isdigit():
+            continue
+        npar = int(tok[1])
+        params: list[XspecParamInfo] = []
+        while len(params) < npar and i < len(lines):
+            if lines[i].strip():
+                params.append(_parse_param(lines[i]))
+            i += 1
+        out.setdefault(tok[0].lower(), XspecComponentInfo(tok[0], _KINDS[tok[5]], tok[4], tuple(params)))
+    return out
+
+
+@functools.cache
+def _callable(info: XspecComponentInfo) -> tuple[Any, bool]:
+    """(function, is_fortran_single_precision) for one component."""
+    libs = _libraries()
+    lib = libs.lib_xs_functions
+    f = info.function
+    candidates = [f] if f.startswith("C_") else []
+    if f.startswith("c_"):
+        candidates.append("C_" + f[2:])
+    candidates += [f"C_{info.name}", f"C_{info.name.lower()}"]
+    for sym in candidates:
+        if hasattr(lib, sym):
+            return libs.get_model(sym, interface="c"), False
+    if not f.startswith(("C_", "c_", "F_")) and hasattr(lib, f + "_"):
+        return libs.get_model(f + "_", interface="fortan"), True  # xspectrampoline's spelling
+    raise ValueError(f"XSPEC: model {info.name!r} (function {f}) has no callable symbol in the library")
+
+
+def xspec_evaluate(
+    info: XspecComponentInfo,
+    edges_kev: np.ndarray,
+    params: np.ndarray,
+    flux_in: np.ndarray | None = None,
+    abundances: str = "wilm",
+    cross_sections: str = "vern",
+) -> np.ndarray:
+    """Evaluate any XSPEC component (norm 1) on one grid, with XSPEC's library.
+
+    Args:
+        info: the component (from :func:`xspec_components`).
+        edges_kev: float64 bin edges [E+1], keV, increasing.
+        params: its parameters [len(info.params)] in XSPEC order (no norm).
+        flux_in: the photon flux per bin [E] a convolution acts on.
+        abundances: XSPEC ``abund`` table.
+        cross_sections: XSPEC ``xsect`` table.
+
+    Returns:
+        float64 [E]: photons cm^-2 s^-1 per bin (additive), the factor per bin
+        (multiplicative) or the convolved flux (convolution).
+    """
+    fn, single = _callable(info)
+    n = len(edges_kev) - 1
+    with _LOCK:  # the tables are global library state
+        _set_abundances(abundances)
+        _set_cross_sections(cross_sections)
+        if single:
+            out32 = np.zeros(n, np.float32) if flux_in is None else np.array(flux_in, dtype=np.float32)
+            fn(
+                np.ascontiguousarray(edges_kev, np.float32),
+                np.ascontiguousarray(params, np.float32),
+                out32,
+                np.zeros(n, np.float32),
+            )
+            return out32.astype(np.float64)
+        out = np.zeros(n) if flux_in is None else np.array(flux_in, dtype=np.float64, copy=True)
+        fn(np.ascontiguousarray(edges_kev, np.float64), np.ascontiguousarray(params, np.float64), out, np.zeros(n))
     return out

@@ -121,9 +121,7 @@ class Folder:
         """
         flux = torch.as_tensor(flux)
         if flux.shape[-1] != len(self.model_edges) - 1:
-            raise ResponseError(
-                f"flux has {flux.shape[-1]} model bins, but the folder was built for {len(self.model_edges) - 1}"
-            )
+            raise ResponseError(f"flux has {flux.shape[-1]} model bins, but the folder was built for {len(self.model_edges) - 1}")
         x = flux[..., self._lo : self._hi]  # [N, M']
         if self.dtype == torch.float64:
             return x.to(torch.float64) @ self._counts_matrix

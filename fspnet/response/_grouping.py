@@ -47,11 +47,7 @@ class Grouping:
         return len(self.first)
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Grouping)
-            and np.array_equal(self.first, other.first)
-            and np.array_equal(self.size, other.size)
-        )
+        return isinstance(other, Grouping) and np.array_equal(self.first, other.first) and np.array_equal(self.size, other.size)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -155,9 +151,7 @@ class Grouping:
                     )
                 rows.append(index[c])
                 cols.append(g)
-        return scipy.sparse.csr_matrix(
-            (np.ones(len(rows)), (rows, cols)), shape=(len(channels), len(self))
-        )
+        return scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(channels), len(self)))
 
     def apply(self, values: np.ndarray, channels: np.ndarray) -> np.ndarray:
         """Sum ``values`` [..., C] over the channels of each group -> [..., G]."""

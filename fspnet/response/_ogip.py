@@ -7,6 +7,7 @@ about FSP-Net's grouping or units.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import typing as tp
@@ -115,8 +116,46 @@ def _open(path: str | os.PathLike[str], kind: str) -> fits.HDUList:
         raise ResponseError(f"{path}: {kind} file not found")
     try:
         return fits.open(path, memmap=False)
-    except (OSError, ValueError) as e:
-        raise ResponseError(f"{path}: not a readable FITS file ({e})") from None
+    except Exception as e:  # noqa: BLE001  # astropy raises OSError, ValueError, TypeError, ... on damaged files
+        raise ResponseError(f"{path}: not a readable FITS file ({_why(e)})") from None
+
+
+def _why(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+@contextlib.contextmanager
+def _reading(path: str | os.PathLike[str], kind: str) -> tp.Iterator[None]:
+    """Turn any failure while decoding ``path`` into a :class:`ResponseError` that names it.
+
+    astropy reads headers and table data lazily, so a truncated or damaged file can fail
+    anywhere (``hdu.data``, a column, a keyword) with whatever exception the decoder raises.
+    """
+    try:
+        yield
+    except ResponseError:
+        raise
+    except Exception as e:  # noqa: BLE001  # whatever the decoder raised, the file is at fault
+        raise ResponseError(f"{path}: damaged or truncated {kind} file ({_why(e)})") from None
+
+
+def _keyword_number(
+    header: fits.Header, key: str, path: str | os.PathLike[str], default: float | None = None, integer: bool = False
+) -> float:
+    """A numeric header keyword, or a :class:`ResponseError` naming the file, the key and the value."""
+    value = header.get(key, default)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value.strip())
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ResponseError(f"{path}: {key} must be a number, but got {value!r} ({type(value).__name__})")
+    number = float(value)
+    if not np.isfinite(number):
+        raise ResponseError(f"{path}: {key} must be a finite number, but got {value!r}")
+    if integer and number != int(number):
+        raise ResponseError(f"{path}: {key} must be an integer, but got {value!r}")
+    return number
 
 
 def _find_hdu(hdul: fits.HDUList, names: tp.Sequence[str], path: str | os.PathLike[str], kind: str) -> tp.Any:
@@ -130,9 +169,9 @@ def _find_hdu(hdul: fits.HDUList, names: tp.Sequence[str], path: str | os.PathLi
     raise ResponseError(f"{path}: no {kind} extension (looked for {', '.join(names)}; file has {present})")
 
 
-def _tlmin(header: fits.Header, column: str, columns: fits.ColDefs, default: int) -> int:
+def _tlmin(header: fits.Header, column: str, columns: fits.ColDefs, default: int, path: str | os.PathLike[str] = "") -> int:
     index = columns.names.index(column) + 1
-    return int(header.get(f"TLMIN{index}", default))
+    return int(_keyword_number(header, f"TLMIN{index}", path, default, integer=True))
 
 
 def _keyword_file(value: tp.Any) -> str:
@@ -161,7 +200,7 @@ def read_rmf(path: str | os.PathLike[str]) -> Rmf:
         >>> rmf.matrix.shape  # doctest: +SKIP
         (3451, 1501)
     """
-    with _open(path, "RMF") as hdul:
+    with _open(path, "RMF") as hdul, _reading(path, "RMF"):
         mhdu = _find_hdu(hdul, ("MATRIX", "SPECRESP MATRIX", "RSP_MATRIX"), path, "MATRIX")
         ehdu = _find_hdu(hdul, ("EBOUNDS",), path, "EBOUNDS")
         data, header = mhdu.data, mhdu.header
@@ -176,10 +215,10 @@ def read_rmf(path: str | os.PathLike[str]) -> Rmf:
         channels = np.asarray(e_data["CHANNEL"], dtype=np.int64)
         e_min = np.asarray(e_data["E_MIN"], dtype=np.float64)
         e_max = np.asarray(e_data["E_MAX"], dtype=np.float64)
-        n_chan_total = int(header.get("DETCHANS", len(channels)))
+        n_chan_total = int(_keyword_number(header, "DETCHANS", path, len(channels), integer=True))
         if len(channels) != n_chan_total:
             raise ResponseError(f"{path}: EBOUNDS has {len(channels)} rows but DETCHANS = {n_chan_total}")
-        first_channel = _tlmin(header, "F_CHAN", mhdu.columns, default=int(channels.min()) if len(channels) else 1)
+        first_channel = _tlmin(header, "F_CHAN", mhdu.columns, int(channels.min()) if len(channels) else 1, path)
         energ_lo = np.asarray(data["ENERG_LO"], dtype=np.float64)
         energ_hi = np.asarray(data["ENERG_HI"], dtype=np.float64)
         n_grp = np.asarray(data["N_GRP"], dtype=np.int64)
@@ -235,7 +274,7 @@ def read_arf(path: str | os.PathLike[str]) -> Arf:
     Raises:
         ResponseError: naming the file and what is missing.
     """
-    with _open(path, "ARF") as hdul:
+    with _open(path, "ARF") as hdul, _reading(path, "ARF"):
         hdu = _find_hdu(hdul, ("SPECRESP",), path, "SPECRESP")
         for c in ("ENERG_LO", "ENERG_HI", "SPECRESP"):
             if c not in hdu.columns.names:
@@ -251,10 +290,13 @@ def read_arf(path: str | os.PathLike[str]) -> Arf:
     return arf
 
 
-def _scalar_or_column(hdu: tp.Any, key: str, default: float) -> float | np.ndarray:
+def _scalar_or_column(hdu: tp.Any, key: str, default: float, path: str | os.PathLike[str]) -> float | np.ndarray:
     if key in hdu.columns.names:
-        return np.asarray(hdu.data[key], dtype=np.float64)
-    return float(hdu.header.get(key, default))
+        try:
+            return np.asarray(hdu.data[key], dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise ResponseError(f"{path}: {key} column is not numeric ({_why(e)})") from None
+    return _keyword_number(hdu.header, key, path, default)
 
 
 def read_pha(path: str | os.PathLike[str]) -> Pha:
@@ -273,13 +315,13 @@ def read_pha(path: str | os.PathLike[str]) -> Pha:
         ResponseError: naming the file and the reason (no ``SPECTRUM`` extension, no
             ``COUNTS``/``RATE`` column, missing or non-positive ``EXPOSURE``, type-II file).
     """
-    with _open(path, "PHA") as hdul:
+    with _open(path, "PHA") as hdul, _reading(path, "PHA"):
         hdu = _find_hdu(hdul, ("SPECTRUM",), path, "SPECTRUM")
         header, names = hdu.header, hdu.columns.names
         if "EXPOSURE" not in header:
             raise ResponseError(f"{path}: missing EXPOSURE keyword in the SPECTRUM extension")
-        exposure = float(header["EXPOSURE"])
-        if not np.isfinite(exposure) or exposure <= 0:
+        exposure = _keyword_number(header, "EXPOSURE", path)
+        if exposure <= 0:
             raise ResponseError(f"{path}: EXPOSURE must be a positive number, but got {exposure}")
         if "COUNTS" in names:
             counts = np.asarray(hdu.data["COUNTS"], dtype=np.float64)
@@ -294,11 +336,11 @@ def read_pha(path: str | os.PathLike[str]) -> Pha:
         if "CHANNEL" in names:
             channels = np.asarray(hdu.data["CHANNEL"], dtype=np.int64)
         else:
-            first = _tlmin(header, names[0], hdu.columns, default=1)
+            first = _tlmin(header, names[0], hdu.columns, 1, path)
             channels = np.arange(first, first + len(counts))
         quality = np.asarray(hdu.data["QUALITY"], dtype=np.int16) if "QUALITY" in names else None
         if quality is None and "QUALITY" in header:
-            quality = np.full(len(counts), int(header["QUALITY"]), dtype=np.int16)
+            quality = np.full(len(counts), int(_keyword_number(header, "QUALITY", path, integer=True)), dtype=np.int16)
         stat_err = None
         if "STAT_ERR" in names:
             stat_err = np.asarray(hdu.data["STAT_ERR"], dtype=np.float64) * (exposure if is_rate else 1.0)
@@ -307,8 +349,8 @@ def read_pha(path: str | os.PathLike[str]) -> Pha:
             channels=channels,
             counts=counts,
             exposure=exposure,
-            backscal=_scalar_or_column(hdu, "BACKSCAL", 1.0),
-            areascal=_scalar_or_column(hdu, "AREASCAL", 1.0),
+            backscal=_scalar_or_column(hdu, "BACKSCAL", 1.0, path),
+            areascal=_scalar_or_column(hdu, "AREASCAL", 1.0, path),
             quality=quality,
             stat_err=stat_err,
             poisserr=bool(header.get("POISSERR", stat_err is None)),
@@ -316,7 +358,7 @@ def read_pha(path: str | os.PathLike[str]) -> Pha:
             respfile=_keyword_file(header.get("RESPFILE")) or _keyword_file(header.get("FKRSP001")),
             ancrfile=_keyword_file(header.get("ANCRFILE")),
             backfile=_keyword_file(header.get("BACKFILE")),
-            detchans=int(header.get("DETCHANS", len(counts))),
+            detchans=int(_keyword_number(header, "DETCHANS", path, len(counts), integer=True)),
             is_rate=is_rate,
             path=str(path),
             header={k: header[k] for k in keep if k in header},

@@ -70,9 +70,7 @@ class Response:
         return self.matrix.shape[1]
 
     @classmethod
-    def from_files(
-        cls, rmf: str | os.PathLike[str], arf: str | os.PathLike[str] | None = None
-    ) -> Response:
+    def from_files(cls, rmf: str | os.PathLike[str], arf: str | os.PathLike[str] | None = None) -> Response:
         """Read a response from an RMF (or RSP) and an optional ARF.
 
         Args:
@@ -156,9 +154,7 @@ class Response:
             matrix = (self.matrix @ g).tocsr()
         except ValueError as e:
             raise ResponseError(f"{self.name or 'response'}: cannot group ({e})") from None
-        return dataclasses.replace(
-            self, matrix=matrix, channel_first=grouping.first.copy(), channel_size=grouping.size.copy()
-        )
+        return dataclasses.replace(self, matrix=matrix, channel_first=grouping.first.copy(), channel_size=grouping.size.copy())
 
     def effective_matrix(self) -> np.ndarray:
         """Dense [E, C] area x redistribution, cm^2 counts per photon."""
@@ -166,7 +162,7 @@ class Response:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write a compact ``.npz`` (float32 matrix, dense) that :meth:`load` reads back."""
-        from fspnet._io import atomic_path
+        from runtools.io import atomic_path
 
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(

@@ -30,6 +30,11 @@ def check_trainable(
     2. Returning ``{"stop"}`` ends training after that epoch (``stopped == "callback"``).
     3. Stopping with ``{"checkpoint", "stop"}`` and training again with ``resume: true``
        finishes with the same ``metric`` as an uninterrupted run (within ``rel_tol``).
+    4. An ``interrupt`` event that becomes set while epoch ``stop_after + 1`` runs (after its
+       first batch, for trainables that run batches) ends training with ``stopped ==
+       "interrupted"`` before another epoch completes; ``resume: true`` then continues with
+       the next epoch, and the per-epoch ``metric`` of both parts equals the uninterrupted
+       run's epoch by epoch (within ``rel_tol``).
 
     Args:
         trainable: the trainable (instance, registered name, ``module:function`` or function).
@@ -45,17 +50,28 @@ def check_trainable(
     t = get_trainable(trainable)
     tmp_path = Path(tmp_path)
 
-    def run(name: str, stop_at: int | None, resume: bool = False) -> tuple[dict[str, tp.Any], list[int]]:
+    values: dict[str, list[float]] = {}
+
+    def run(
+        name: str, stop_at: int | None, resume: bool = False, interrupt: _SetAfterPolls | None = None
+    ) -> tuple[dict[str, tp.Any], list[int]]:
         epochs: list[int] = []
+        seen = values.setdefault(name, [])
 
         def callback(epoch: int, metrics: dict[str, float]) -> set[str]:
             assert metric in metrics, f"callback metrics {sorted(metrics)} lack {metric!r}"
             assert math.isfinite(float(metrics[metric])), f"{metric} is {metrics[metric]} at epoch {epoch}"
             epochs.append(int(epoch))
-            return {"checkpoint", "stop"} if stop_at is not None and len(epochs) >= stop_at else set()
+            seen.append(float(metrics[metric]))
+            if stop_at is not None and len(epochs) >= stop_at:
+                if interrupt is not None:
+                    interrupt.arm()
+                    return set()
+                return {"checkpoint", "stop"}
+            return set()
 
         cfg = t.prepare(config, run_dir=tmp_path / name, seed=0, resume=resume)
-        result = t.train(cfg, callback)
+        result = t.train(cfg, callback, interrupt) if interrupt is not None else t.train(cfg, callback)
         assert isinstance(result, dict) and metric in result.get("metrics", {}), f"result lacks metrics.{metric}: {result!r}"
         return result, epochs
 
@@ -75,6 +91,45 @@ def check_trainable(
     )
     a, b = float(full["metrics"][metric]), float(resumed["metrics"][metric])
     assert math.isclose(a, b, rel_tol=rel_tol, abs_tol=1e-12), f"resumed {metric} {b} != uninterrupted {a}"
+
+    event = _SetAfterPolls(polls=2)
+    interrupted, interrupted_epochs = run("interrupted", stop_after, interrupt=event)
+    assert event.is_set(), "the interrupt was never polled: train must check it between batches"
+    assert interrupted.get("stopped") == "interrupted", f"stopped is {interrupted.get('stopped')!r}, expected 'interrupted'"
+    assert len(interrupted_epochs) <= stop_after + 1, f"the interrupt was honoured only after epochs {interrupted_epochs}"
+    resumed, resumed_epochs = run("interrupted", None, resume=True)
+    assert resumed_epochs and resumed_epochs[0] == interrupted_epochs[-1] + 1, (
+        f"resume after an interrupt must continue after epoch {interrupted_epochs[-1]}, but started at {resumed_epochs[:1]}"
+    )
+    assert interrupted_epochs + resumed_epochs == full_epochs, f"epochs {interrupted_epochs} + {resumed_epochs} != {full_epochs}"
+    for epoch, x, y in zip(full_epochs, values["full"], values["interrupted"]):
+        assert math.isclose(x, y, rel_tol=rel_tol, abs_tol=1e-12), (
+            f"epoch {epoch}: {metric} {y} after an interrupt and resume != uninterrupted {x}"
+        )
+
+
+class _SetAfterPolls(threading.Event):
+    """An event that sets itself at the ``polls``-th :meth:`is_set` after :meth:`arm`.
+
+    A deterministic stand-in for a signal that arrives while a batch runs: armed from the
+    callback of epoch k, it is seen as set by the trainable's second check, i.e. after the
+    first batch of epoch k + 1 for a trainable that checks before each epoch and after each
+    batch.
+    """
+
+    def __init__(self, polls: int) -> None:
+        super().__init__()
+        self.polls, self.count, self.armed = polls, 0, False
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def is_set(self) -> bool:
+        if self.armed and not super().is_set():
+            self.count += 1
+            if self.count >= self.polls:
+                self.set()
+        return super().is_set()
 
 
 def check_storage(url: str, *, n_threads: int = 4, trials_per_thread: int = 3) -> None:

@@ -10,30 +10,53 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 import typing as tp
 from pathlib import Path
 
 import numpy as np
 
-from fspnet._io import atomic_path, write_json
+from runtools.io import atomic_path, write_json
 
 __all__ = ["linear_regression", "instant"]
 
 DEFAULTS: dict[str, tp.Any] = {
-    "lr": 0.05, "momentum": 0.0, "epochs": 9, "n_features": 8, "n_samples": 256, "noise": 0.1,
-    "fail": False, "fail_at_epoch": 0, "sleep_s": 0.0, "plots": False, "checkpoint_every_epoch": True,
-    "run_dir": None, "seed": 0, "resume": False, "quick_scan": None,
+    "lr": 0.05,
+    "momentum": 0.0,
+    "epochs": 9,
+    "n_features": 8,
+    "n_samples": 256,
+    "noise": 0.1,
+    "fail": False,
+    "fail_at_epoch": 0,
+    "sleep_s": 0.0,
+    "plots": False,
+    "checkpoint_every_epoch": True,
+    "run_dir": None,
+    "seed": 0,
+    "resume": False,
+    "quick_scan": None,
 }
 
 
-def linear_regression(config: dict[str, tp.Any], callback: tp.Callable[..., tp.Any] | None = None) -> dict[str, tp.Any]:
+def linear_regression(
+    config: dict[str, tp.Any],
+    callback: tp.Callable[..., tp.Any] | None = None,
+    *,
+    interrupt: threading.Event | None = None,
+) -> dict[str, tp.Any]:
     """Gradient descent on least squares; ``val_loss`` is the validation MSE after each epoch.
 
     Config keys (all optional): ``lr``, ``momentum``, ``epochs``, ``n_features``,
     ``n_samples``, ``noise``; ``fail`` raises ``RuntimeError`` at ``fail_at_epoch``;
     ``sleep_s`` per epoch; ``plots`` writes ``loss_curve.png``; ``run_dir``, ``seed``,
     ``resume``, ``quick_scan`` as in the trainable contract.
+
+    An epoch is one full-batch step after ``sleep_s`` (the simulated epoch time). When
+    ``interrupt`` is set, the sleep ends at once and the function checkpoints the state the
+    epoch started from and returns ``stopped == "interrupted"``; resuming runs that epoch, so
+    the values equal an uninterrupted run's.
     """
     unknown = set(config) - set(DEFAULTS)
     if unknown:
@@ -63,7 +86,15 @@ def linear_regression(config: dict[str, tp.Any], callback: tp.Callable[..., tp.A
         if c["fail"] and epoch >= int(c["fail_at_epoch"]):
             raise RuntimeError(f"linear_regression: failing at epoch {epoch} as configured")
         if c["sleep_s"]:
-            time.sleep(float(c["sleep_s"]))
+            if interrupt is not None:
+                interrupt.wait(float(c["sleep_s"]))  # returns early when interrupted
+            else:
+                time.sleep(float(c["sleep_s"]))
+        if interrupt is not None and interrupt.is_set():  # keep where this epoch starts
+            state = {"w": w, "v": v, "history": history, "epoch": epoch - 1, "best": best, "best_epoch": best_epoch}
+            write_json(ckpt, state)
+            stopped = "interrupted"
+            break
         grad = 2 * xt.T @ (xt @ w - yt) / len(yt)
         v = c["momentum"] * v - c["lr"] * grad
         w = w + v
@@ -75,7 +106,9 @@ def linear_regression(config: dict[str, tp.Any], callback: tp.Callable[..., tp.A
         if val_loss < best:
             best, best_epoch = val_loss, epoch
             _save_weights(run_dir / "best.safetensors", w)
-        requests = set(callback(epoch, {"train_loss": train_loss, "val_loss": val_loss, "lr": c["lr"]}) or ()) if callback else set()
+        requests = (
+            set(callback(epoch, {"train_loss": train_loss, "val_loss": val_loss, "lr": c["lr"]}) or ()) if callback else set()
+        )
         if "checkpoint" in requests or "stop" in requests or c["checkpoint_every_epoch"]:
             write_json(ckpt, {"w": w, "v": v, "history": history, "epoch": epoch, "best": best, "best_epoch": best_epoch})
         if "stop" in requests:
@@ -84,19 +117,33 @@ def linear_regression(config: dict[str, tp.Any], callback: tp.Callable[..., tp.A
     write_json(run_dir / "metrics.json", history)
     if c["plots"]:
         _plot(run_dir, history)
-    return {"metrics": {"val_loss": best, "train_loss": history[-1]["train_loss"] if history else math.nan},
-            "best_epoch": best_epoch, "epochs": len(history), "run_dir": str(run_dir), "stopped": stopped}
+    return {
+        "metrics": {"val_loss": best, "train_loss": history[-1]["train_loss"] if history else math.nan},
+        "best_epoch": best_epoch,
+        "epochs": len(history),
+        "run_dir": str(run_dir),
+        "stopped": stopped,
+    }
 
 
-def instant(config: dict[str, tp.Any], callback: tp.Callable[..., tp.Any] | None = None) -> dict[str, tp.Any]:
+def instant(
+    config: dict[str, tp.Any],
+    callback: tp.Callable[..., tp.Any] | None = None,
+    *,
+    interrupt: threading.Event | None = None,
+) -> dict[str, tp.Any]:
     """A trainable that does no work: ``epochs`` callbacks of a closed-form loss in ``x``, ``y``.
 
-    Used by the overhead benchmark, where only the cost of :mod:`hpo` itself should show.
+    Used by the overhead benchmark, where only the cost of :mod:`hpo` itself should show. It
+    has no state to checkpoint: when ``interrupt`` is set it returns ``stopped ==
+    "interrupted"`` before the next epoch.
     """
     x, y = float(config.get("x", 0.0)), float(config.get("y", 0.0))
     loss = (x - 1.0) ** 2 + (y + 2.0) ** 2
     epochs = int(config.get("epochs", 3))
     for epoch in range(epochs):
+        if interrupt is not None and interrupt.is_set():
+            return {"metrics": {"val_loss": loss}, "epochs": epoch, "stopped": "interrupted"}
         requests = set(callback(epoch, {"val_loss": loss * (1 + 1.0 / (epoch + 1))}) or ()) if callback else set()
         if "stop" in requests:
             return {"metrics": {"val_loss": loss}, "epochs": epoch + 1, "stopped": "callback"}

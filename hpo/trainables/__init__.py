@@ -2,7 +2,8 @@
 
 A study's ``trainable:`` is a registered name (``"fspnet"``, ``"mlp"``, or one added through
 the ``hpo.trainables`` entry-point group) or ``"module:function"`` naming a plain
-``train(config, callback) -> dict`` function.
+``train(config, callback) -> dict`` function (given ``interrupt=`` too when it takes that
+keyword: a :class:`threading.Event` set on preemption, see :meth:`Trainable.train`).
 
 Example:
     >>> from hpo.trainables import get_trainable
@@ -34,8 +35,12 @@ __all__ = [
 
 #: Registered trainables by name, as ``"module:Class"`` imported on first use (torch loads lazily).
 TRAINABLES: dict[str, str] = {"fspnet": "hpo.trainables._fspnet:FspnetTrainable", "mlp": "hpo.trainables._mlp:MLPTrainable"}
-_LAZY = {"FspnetTrainable": "hpo.trainables._fspnet", "MLPTrainable": "hpo.trainables._mlp",
-         "default_mlp_config": "hpo.trainables._mlp", "train_mlp": "hpo.trainables._mlp"}
+_LAZY = {
+    "FspnetTrainable": "hpo.trainables._fspnet",
+    "MLPTrainable": "hpo.trainables._mlp",
+    "default_mlp_config": "hpo.trainables._mlp",
+    "train_mlp": "hpo.trainables._mlp",
+}
 
 
 def __getattr__(name: str) -> tp.Any:

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import abc
 import copy
+import inspect
+import threading
 import typing as tp
 from pathlib import Path
 
-
-from fspnet._io import read_mapping
 from hpo.errors import TrainableError
+from runtools.io import read_mapping
 
 __all__ = ["Callback", "FunctionTrainable", "Trainable", "read_config_file"]
 
 #: Called after every epoch with ``(epoch, metrics)``; may return ``{"stop", "checkpoint"}``.
-Callback = tp.Callable[[int, dict[str, float]], tp.Optional[tp.Iterable[str]]]
+Callback = tp.Callable[[int, dict[str, float]], tp.Iterable[str] | None]
 
 
 class Trainable(abc.ABC):
     """Adapter between :mod:`hpo` and one training function.
 
-    A trainable turns a plain config dict into a trained model: ``train(config, callback)``
-    calls ``callback(epoch, metrics)`` after every epoch, stops when the callback returns a
-    collection holding ``"stop"``, checkpoints when it holds ``"checkpoint"``, writes its
+    A trainable turns a plain config dict into a trained model: ``train(config, callback,
+    interrupt)`` calls ``callback(epoch, metrics)`` after every epoch, stops when the callback
+    returns a collection holding ``"stop"``, checkpoints when it holds ``"checkpoint"``, stops
+    within one batch with a mid-epoch checkpoint when ``interrupt`` is set, writes its
     artifacts into ``config``'s run directory and returns ``{"metrics": {...}, "epochs": n,
     ...}``. The other methods say where the run directory, seed and resume flag live in the
     config, so :mod:`hpo` never needs to know the config's layout.
@@ -40,7 +42,7 @@ class Trainable(abc.ABC):
         base = read_config_file(config_file) if config_file is not None else {}
         return _deep_update(base, config or {})
 
-    def check_config(self, config: dict[str, tp.Any]) -> None:
+    def check_config(self, config: dict[str, tp.Any]) -> None:  # noqa: B027  (optional hook)
         """Raise ``ValueError`` naming the key if ``config`` is not a valid config."""
 
     def has_path(self, config: dict[str, tp.Any], path: str) -> bool:
@@ -62,12 +64,25 @@ class Trainable(abc.ABC):
         return config
 
     @abc.abstractmethod
-    def train(self, config: dict[str, tp.Any], callback: Callback | None = None) -> dict[str, tp.Any]:
-        """Train with ``config``; see the class docstring for the contract."""
+    def train(
+        self, config: dict[str, tp.Any], callback: Callback | None = None, interrupt: threading.Event | None = None
+    ) -> dict[str, tp.Any]:
+        """Train with ``config``; see the class docstring for the contract.
+
+        Args:
+            config: the prepared config (see :meth:`prepare`).
+            callback: called after every epoch with ``(epoch, metrics)``.
+            interrupt: when set (a preemption signal), training ends within one batch: the
+                trainable writes a checkpoint holding its position inside the epoch and
+                returns with ``stopped == "interrupted"``; ``resume`` then continues from that
+                batch with the same per-epoch metrics as an uninterrupted run.
+        """
 
 
 class FunctionTrainable(Trainable):
     """Wrap a plain ``train(config, callback) -> dict`` function (``"module:function"``).
+
+    A function that takes an ``interrupt`` keyword gets the worker's interrupt event.
 
     The run directory, seed and resume flag go to the top-level ``run_dir``, ``seed`` and
     ``resume`` keys, and ``quick_scan`` to ``quick_scan``. When the function has a
@@ -98,8 +113,20 @@ class FunctionTrainable(Trainable):
         parent = path.rpartition(".")[0]
         return not parent or isinstance(get_path(config, parent, None), dict)
 
-    def train(self, config: dict[str, tp.Any], callback: Callback | None = None) -> dict[str, tp.Any]:
+    def train(
+        self, config: dict[str, tp.Any], callback: Callback | None = None, interrupt: threading.Event | None = None
+    ) -> dict[str, tp.Any]:
+        if interrupt is not None and self._takes_interrupt():
+            return self.func(config, callback, interrupt=interrupt)
         return self.func(config, callback)
+
+    def _takes_interrupt(self) -> bool:
+        """Whether the function accepts ``interrupt=`` (functions written before it do not)."""
+        try:
+            params = inspect.signature(self.func).parameters
+        except (TypeError, ValueError):
+            return False
+        return "interrupt" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def read_config_file(path: str | Path) -> dict[str, tp.Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 import typing as tp
 from pathlib import Path
 
@@ -82,7 +83,9 @@ class FspnetTrainable(Trainable):
         config["data"]["subset"] = {"n": int(n_samples), "mode": "first", "seed": 0}
         return config
 
-    def train(self, config: dict[str, tp.Any], callback: Callback | None = None) -> dict[str, tp.Any]:
+    def train(
+        self, config: dict[str, tp.Any], callback: Callback | None = None, interrupt: threading.Event | None = None
+    ) -> dict[str, tp.Any]:
         from fspnet.train import train
 
-        return train(config, callback)
+        return train(config, callback, interrupt=interrupt)

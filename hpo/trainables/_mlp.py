@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import math
+import threading
 import time
 import typing as tp
 from pathlib import Path
@@ -25,21 +26,29 @@ import numpy as np
 import torch
 from torch import nn
 
-from fspnet._io import atomic_path, write_json, write_text
-from fspnet.config import build
 from hpo.errors import TrainableError
 from hpo.trainables._base import Callback, Trainable
+from runtools.io import atomic_path, write_json, write_text
+from runtools.schema import at_least, build, field, interval, one_of, positive
 
 __all__ = ["MLPTrainable", "default_mlp_config", "make_example_data", "train_mlp"]
 
 _LOG = logging.getLogger(__name__)
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU,
-    "leaky_relu": nn.LeakyReLU, "sigmoid": nn.Sigmoid,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
+    "leaky_relu": nn.LeakyReLU,
+    "sigmoid": nn.Sigmoid,
 }
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
 }
 LOSSES: dict[str, type[nn.Module]] = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 
@@ -48,51 +57,51 @@ LOSSES: dict[str, type[nn.Module]] = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber
 class DataConfig:
     """Where the data are and how they are split and scaled."""
 
-    path: str = ""
-    inputs: str = "x"
-    outputs: str = "y"
-    val_fraction: float = 0.2
-    split_seed: int = 0
-    log_inputs: bool | list[int] = False
-    log_outputs: bool | list[int] = False
-    standardize: bool = True
-    max_samples: int | None = None
-    generate: int | None = None
+    path: str = field("", None, "HDF5 or NPZ file")
+    inputs: str = field("x", None, "array of the inputs")
+    outputs: str = field("y", None, "array of the outputs")
+    val_fraction: float = field(0.2, interval(0, 1, closed="neither"), "fraction held out for validation")
+    split_seed: int = field(0, None, "seed of the split")
+    log_inputs: bool | list[int] = field(False, None, "log10 of all (true) or some (indices) inputs")
+    log_outputs: bool | list[int] = field(False, None, "log10 of all (true) or some (indices) outputs")
+    standardize: bool = field(True, None, "scale inputs and outputs to zero mean, unit variance")
+    max_samples: int | None = field(None, at_least(0), "use only the first N samples (0 or null: all)")
+    generate: int | None = field(None, at_least(0), "write N example samples to path when it is missing (0: off)")
 
 
 @dataclasses.dataclass
 class ModelConfig:
     """The network: ``layers`` hidden layers of ``width`` units."""
 
-    layers: int = 2
-    width: int = 64
-    activation: str = "relu"
-    dropout: float = 0.0
-    batch_norm: bool = False
+    layers: int = field(2, at_least(0), "hidden layers")
+    width: int = field(64, at_least(1), "units per hidden layer")
+    activation: str = field("relu", one_of(*ACTIVATIONS), "activation function")
+    dropout: float = field(0.0, interval(0, 1), "dropout probability")
+    batch_norm: bool = field(False, None, "batch normalisation after each hidden layer")
 
 
 @dataclasses.dataclass
 class OptimizerConfig:
     """Optimizer name and its settings."""
 
-    name: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
+    name: str = field("adam", one_of(*OPTIMIZERS), "torch optimizer")
+    lr: float = field(1e-3, positive, "learning rate")
+    weight_decay: float = field(0.0, at_least(0), "weight decay")
+    momentum: float = field(0.9, at_least(0), "momentum (sgd, rmsprop)")
 
 
 @dataclasses.dataclass
 class TrainingConfig:
     """Multi-stage schedule and fine-tuning on the worst samples."""
 
-    batch_size: int = 64
-    stages: int = 2
-    epochs_per_stage: int = 10
-    loss: str = "mse"
-    fine_tune_worst: int = 0
-    fine_tune_epochs: int = 0
-    checkpoint_every: int = 1
-    plots: bool = True
+    batch_size: int = field(64, at_least(1), "samples per batch")
+    stages: int = field(2, at_least(1), "stages; the learning rate drops tenfold at each new one")
+    epochs_per_stage: int = field(10, at_least(1), "epochs per stage")
+    loss: str = field("mse", one_of(*LOSSES), "loss function")
+    fine_tune_worst: int = field(0, at_least(0), "fine-tune on the N training samples with the worst loss (0: off)")
+    fine_tune_epochs: int = field(0, at_least(0), "epochs of that fine-tuning")
+    checkpoint_every: int = field(1, at_least(0), "write the checkpoint every N epochs (0: at the end)")
+    plots: bool = field(True, None, "write loss_curve.png")
 
 
 @dataclasses.dataclass
@@ -119,19 +128,6 @@ def check_mlp_config(config: dict[str, tp.Any]) -> list[str]:
     """Return every problem of ``config`` as ``"key.path: message"`` (empty when valid)."""
     errors: list[str] = []
     build(config, MLPConfig, errors)
-    m, o, t, d = (config.get(k, {}) if isinstance(config.get(k), dict) else {} for k in ("model", "optimizer", "training", "data"))
-    choices = (("model", "activation", ACTIVATIONS, m), ("optimizer", "name", OPTIMIZERS, o), ("training", "loss", LOSSES, t))
-    for section, key, table, values in choices:
-        if key in values and values[key] not in table:
-            errors.append(f"{section}.{key}: unknown {values[key]!r}; choose one of {', '.join(table)}")
-    for section, key, low, values in (("model", "layers", 0, m), ("model", "width", 1, m), ("training", "batch_size", 1, t),
-                                      ("training", "stages", 1, t), ("training", "epochs_per_stage", 1, t)):
-        if isinstance(values.get(key), (int, float)) and values[key] < low:
-            errors.append(f"{section}.{key}: must be >= {low}, but got {values[key]}")
-    if isinstance(m.get("dropout"), (int, float)) and not 0 <= m["dropout"] < 1:
-        errors.append(f"model.dropout: must be in [0, 1), but got {m['dropout']}")
-    if isinstance(d.get("val_fraction"), (int, float)) and not 0 < d["val_fraction"] < 1:
-        errors.append(f"data.val_fraction: must be in (0, 1), but got {d['val_fraction']}")
     return errors
 
 
@@ -161,8 +157,10 @@ class MLPTrainable(Trainable):
         config["data"]["max_samples"] = int(n_samples)
         return config
 
-    def train(self, config: dict[str, tp.Any], callback: Callback | None = None) -> dict[str, tp.Any]:
-        return train_mlp(config, callback)
+    def train(
+        self, config: dict[str, tp.Any], callback: Callback | None = None, interrupt: threading.Event | None = None
+    ) -> dict[str, tp.Any]:
+        return train_mlp(config, callback, interrupt=interrupt)
 
 
 # ----------------------------------------------------------------------------- data
@@ -229,6 +227,7 @@ class _Scaler:
         return (self._log(a) - self.mean) / self.std
 
     def to_dict(self) -> dict[str, tp.Any]:
+        assert self.mean is not None and self.std is not None, "to_dict() before fit()"
         return {"log_columns": self.log_cols, "mean": self.mean.tolist(), "std": self.std.tolist()}
 
 
@@ -278,8 +277,10 @@ def _prepare_data(cfg: DataConfig) -> dict[str, tp.Any]:
         return torch.as_tensor(a, dtype=torch.float32)
 
     return {
-        "x_train": t(sx(x[train_idx])), "y_train": t(sy(y[train_idx])),
-        "x_val": t(sx(x[val_idx])), "y_val": t(sy(y[val_idx])),
+        "x_train": t(sx(x[train_idx])),
+        "y_train": t(sy(y[train_idx])),
+        "x_val": t(sx(x[val_idx])),
+        "y_val": t(sy(y[val_idx])),
         "transforms": {"inputs": sx.to_dict(), "outputs": sy.to_dict(), "train_index": len(train_idx), "val_index": len(val_idx)},
     }
 
@@ -316,12 +317,22 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _train_epoch(model, opt, loss_fn, x, y, batch_size, gen) -> float:
+def _train_epoch(model, opt, loss_fn, x, y, batch_size, gen, pos=None, interrupt=None) -> float | None:
+    """One epoch in random batches; returns the mean loss, or None when ``interrupt`` stopped it.
+
+    ``pos`` (``{"order", "start", "total"}``, updated in place) is where the epoch is: a new
+    one is drawn from ``gen`` when it is empty. After an interruption it holds the next batch.
+    """
     model.train()
-    order = torch.randperm(len(x), generator=gen)
-    total = 0.0
-    for start in range(0, len(x), batch_size):
+    if pos is None:
+        pos = {}
+    if not pos:
+        pos.update(order=torch.randperm(len(x), generator=gen), start=0, total=0.0)
+    order = pos["order"]
+    while pos["start"] < len(x):
+        start = pos["start"]
         idx = order[start : start + batch_size]
+        pos["start"] = start + batch_size
         if len(idx) < 2 and any(isinstance(m, nn.BatchNorm1d) for m in model):
             continue  # BatchNorm cannot train on a batch of one
         xb, yb = x[idx], y[idx]  # [B, I], [B, O]
@@ -329,8 +340,10 @@ def _train_epoch(model, opt, loss_fn, x, y, batch_size, gen) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        total += loss.item() * len(idx)
-    return total / len(x)
+        pos["total"] += loss.item() * len(idx)
+        if interrupt is not None and pos["start"] < len(x) and interrupt.is_set():
+            return None
+    return pos["total"] / len(x)
 
 
 @torch.no_grad()
@@ -346,7 +359,9 @@ def _per_sample_loss(model, loss_fn, x, y, batch_size=4096) -> torch.Tensor:
 # ----------------------------------------------------------------------------- loop
 
 
-def train_mlp(config: dict[str, tp.Any], callback: Callback | None = None) -> dict[str, tp.Any]:
+def train_mlp(
+    config: dict[str, tp.Any], callback: Callback | None = None, *, interrupt: threading.Event | None = None
+) -> dict[str, tp.Any]:
     """Train the MLP regressor described by ``config`` (see :func:`default_mlp_config`).
 
     Args:
@@ -356,6 +371,9 @@ def train_mlp(config: dict[str, tp.Any], callback: Callback | None = None) -> di
             training continues from ``run_dir/last.pt`` (epoch, optimizer, RNG, history).
         callback: called after every epoch with ``(epoch, metrics)``; returning a collection
             holding ``"stop"`` ends training, ``"checkpoint"`` writes ``last.pt`` now.
+        interrupt: when set, training ends after the current batch with ``last.pt`` holding
+            the position inside the epoch (``stopped == "interrupted"``); resuming continues
+            from that batch exactly.
 
     Returns:
         ``{"metrics": {"val_loss": best, "train_loss": ..., "final_val_loss": ...},
@@ -398,25 +416,36 @@ def train_mlp(config: dict[str, tp.Any], callback: Callback | None = None) -> di
     best = {"val_loss": math.inf, "epoch": -1}
     start_epoch = 0
     worst: torch.Tensor | None = None  # indices of the fine-tuning samples
+    pos: dict[str, tp.Any] = {}  # position inside an interrupted epoch (empty: none)
     ckpt_path = run_dir / "last.pt"
     if full["resume"] and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        gen.set_state(ckpt["generator"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        ckpt = _load_checkpoint(ckpt_path, device)
+        try:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            gen.set_state(ckpt["generator"])
+            torch.set_rng_state(ckpt["torch_rng"])
+        except (RuntimeError, ValueError, TypeError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise TrainableError(f"{ckpt_path}: does not fit this config ({reason})") from None
         history = json.loads(ckpt["history"])
         best = json.loads(ckpt["best"])
         start_epoch = int(ckpt["epoch"]) + 1
         worst = ckpt["worst"] if len(ckpt["worst"]) else None
-        _LOG.info("%s: resumed at epoch %d", run_dir, start_epoch)
+        pos = dict(ckpt.get("partial") or {})
+        _LOG.info("%s: resumed at epoch %d%s", run_dir, start_epoch, f", sample {pos['start']}" if pos else "")
 
-    def save_checkpoint(epoch: int) -> None:
+    def save_checkpoint(epoch: int, partial: dict[str, tp.Any] | None = None) -> None:
         state = {
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-            "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-            "history": json.dumps(history), "best": json.dumps(best),
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "epoch": epoch,
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": json.dumps(history),
+            "best": json.dumps(best),
             "worst": torch.zeros(0, dtype=torch.long) if worst is None else worst,
+            "partial": partial or None,
         }
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)
@@ -426,6 +455,10 @@ def train_mlp(config: dict[str, tp.Any], callback: Callback | None = None) -> di
     stopped = "max_epochs"
     t0 = time.perf_counter()
     for epoch in range(start_epoch, n_epochs):
+        if interrupt is not None and interrupt.is_set() and not pos:
+            save_checkpoint(epoch - 1)  # between epochs: nothing of this one has run
+            stopped = "interrupted"
+            break
         stage = min(epoch // train_cfg.epochs_per_stage, train_cfg.stages)  # == stages while fine-tuning
         lr = opt_cfg.lr * 0.1**stage
         for group in opt.param_groups:
@@ -436,14 +469,25 @@ def train_mlp(config: dict[str, tp.Any], callback: Callback | None = None) -> di
                 worst = _per_sample_loss(model, sample_loss_fn, x_tr, y_tr).argsort(descending=True)
                 worst = worst[: train_cfg.fine_tune_worst].cpu()
             fine_x, fine_y = x_tr[worst.to(device)], y_tr[worst.to(device)]
-            train_loss = _train_epoch(model, opt, loss_fn, fine_x, fine_y, train_cfg.batch_size, gen)
+            train_loss = _train_epoch(model, opt, loss_fn, fine_x, fine_y, train_cfg.batch_size, gen, pos, interrupt)
         else:
-            train_loss = _train_epoch(model, opt, loss_fn, x_tr, y_tr, train_cfg.batch_size, gen)
+            train_loss = _train_epoch(model, opt, loss_fn, x_tr, y_tr, train_cfg.batch_size, gen, pos, interrupt)
+        if train_loss is None:  # interrupted inside the epoch: keep its position and return
+            save_checkpoint(epoch - 1, pos)
+            _LOG.warning("%s: epoch %d interrupted at sample %d; checkpoint written", run_dir, epoch, pos["start"])
+            stopped = "interrupted"
+            break
+        pos = {}
         val_loss = float(_per_sample_loss(model, sample_loss_fn, x_val, y_val).mean())
         if not math.isfinite(val_loss):
             raise TrainableError(f"{run_dir}: validation loss is {val_loss} at epoch {epoch}; lower optimizer.lr?")
-        metrics = {"train_loss": train_loss, "val_loss": val_loss, "lr": lr, "stage": float(stage),
-                   "epoch_time_s": time.perf_counter() - t0}
+        metrics = {
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": lr,
+            "stage": float(stage),
+            "epoch_time_s": time.perf_counter() - t0,
+        }
         t0 = time.perf_counter()
         history.append({"epoch": epoch, **metrics})
         if val_loss < best["val_loss"]:
@@ -458,17 +502,40 @@ def train_mlp(config: dict[str, tp.Any], callback: Callback | None = None) -> di
             break
 
     _write_metrics(run_dir, history)
-    if train_cfg.plots and history:
+    if train_cfg.plots and history and stopped != "interrupted":
         _plot(run_dir, history, model, x_val, y_val)
     last = history[-1] if history else {}
     return {
-        "metrics": {"val_loss": best["val_loss"], "train_loss": last.get("train_loss", math.nan),
-                    "final_val_loss": last.get("val_loss", math.nan)},
+        "metrics": {
+            "val_loss": best["val_loss"],
+            "train_loss": last.get("train_loss", math.nan),
+            "final_val_loss": last.get("val_loss", math.nan),
+        },
         "best_epoch": best["epoch"],
         "epochs": len(history),
         "run_dir": str(run_dir),
         "stopped": stopped,
     }
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict[str, tp.Any]:
+    """``last.pt`` read with ``weights_only=True``; a clear error naming the file otherwise."""
+    import pickle
+
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise TrainableError(
+            f"{path}: refused to load: the checkpoint holds objects other than tensors and plain containers; "
+            "delete it to start again"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise TrainableError(f"{path}: cannot read the checkpoint; it is truncated or corrupt ({reason})") from None
+    keys = ("model", "optimizer", "generator", "torch_rng", "history", "best", "epoch", "worst")
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in keys):
+        raise TrainableError(f"{path}: not a checkpoint of the mlp trainable (expected keys {', '.join(keys)})")
+    return ckpt
 
 
 def _write_metrics(run_dir: Path, history: list[dict[str, float]]) -> None:

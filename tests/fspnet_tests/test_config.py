@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from fspnet.config import Config, from_dict, get_path, load_config, parse_overrides, resolve, set_path
@@ -92,3 +94,24 @@ def test_parse_overrides():
     assert parse_overrides(["a.b=1e-3", "c=true", "d=[1, 2]", "e=name"]) == {"a.b": 1e-3, "c": True, "d": [1, 2], "e": "name"}
     with pytest.raises(ConfigError, match=r"expected key=value"):
         parse_overrides(["novalue"])
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("training.learning_rate", "inf"),
+        ("training.learning_rate", float("nan")),
+        ("training.weight_decay", "inf"),
+        ("training.min_lr", float("inf")),
+        ("training.grad_clip", "NaN"),
+        ("encoder.latent_weight", "-inf"),
+    ],
+)
+def test_non_finite_settings_are_refused(key, value):
+    with pytest.raises(ConfigError, match=rf"config: {re.escape(key)}: must be a finite number, but got (-?inf|nan)"):
+        load_config(None, {key: value})
+
+
+def test_grad_clip_must_be_positive():
+    with pytest.raises(ConfigError, match=r"training\.grad_clip: must be > 0, but got 0\.0"):
+        from_dict({"training": {"grad_clip": 0}})

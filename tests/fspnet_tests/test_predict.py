@@ -66,3 +66,52 @@ def test_bad_run_dir(tmp_path, dataset_path, capsys):
         main(["--run", str(tmp_path), "--data", str(dataset_path), "--out", str(tmp_path / "p.csv")])
     assert info.value.code == 2
     assert "not a run directory; run.json is missing" in capsys.readouterr().err
+
+
+def _with_nan_rows(tmp_path, rows=(1, 4)):
+    """A dataset file whose ``rows`` are all-NaN spectra (written as a user's tool might, past the checks)."""
+    import h5py
+
+    path = tmp_path / "nan.h5"
+    write_dataset(path, make_dataset(6, seed=5, with_params=False))
+    with h5py.File(path, "r+") as f:
+        spectra = f["spectra"][()]
+        spectra[list(rows)] = np.nan
+        f["spectra"][...] = spectra
+    return path
+
+
+def test_pretrained_refuses_nan_rows_naming_file_and_rows(tmp_path, capsys):
+    path = _with_nan_rows(tmp_path)
+    out = tmp_path / "p.csv"
+    with pytest.raises(SystemExit) as info:
+        main(["--pretrained", "--data", str(path), "--out", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{path}: non-finite values (NaN or inf) in spectra rows 1, 4 (2 of 6 rows)" in err
+    assert "--skip-nonfinite" in err and not out.exists()
+
+
+def test_pretrained_skip_nonfinite_writes_nan_and_flags(tmp_path, capsys):
+    path = _with_nan_rows(tmp_path)
+    out = tmp_path / "p.csv"
+    assert main(["--pretrained", "--data", str(path), "--out", str(out), "--skip-nonfinite"]) == 0
+    assert "(2 rows with NaN/inf written as nan, flagged in 'nonfinite')" in capsys.readouterr().out
+    rows = list(csv.reader(out.open()))
+    assert rows[0][0] == "name" and rows[0][-1] == "nonfinite" and len(rows) == 7
+    flags = [r[-1] for r in rows[1:]]
+    values = np.array([[float(v) for v in r[1:-1]] for r in rows[1:]])
+    assert flags == ["0", "1", "0", "0", "1", "0"]
+    assert np.isnan(values[[1, 4]]).all()  # no confident prediction for a spectrum that is not there
+    assert np.isfinite(values[[0, 2, 3, 5]]).all()
+
+
+def test_predict_function_refuses_or_skips_nonfinite(encoder_run):
+    run = load_run(encoder_run)
+    spectra = make_dataset(5, seed=9).spectra.astype(np.float64)
+    spectra[3, 7] = np.inf
+    with pytest.raises(DataError, match=r"spectra: non-finite values \(NaN or inf\) in spectra row 3 \(1 of 5 rows\)"):
+        predict(run, spectra)
+    params = predict(run, spectra, skip_nonfinite=True)
+    assert np.isnan(params[3]).all() and np.isfinite(params[[0, 1, 2, 4]]).all()
+    np.testing.assert_allclose(params[[0, 1, 2, 4]], predict(run, spectra[[0, 1, 2, 4]]), rtol=1e-6)

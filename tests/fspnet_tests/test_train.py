@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 
 import pytest
@@ -12,7 +13,8 @@ from safetensors.torch import load_file
 
 from fspnet.config import from_dict, load_config
 from fspnet.data import read_dataset_cached, write_dataset
-from fspnet.errors import ConfigError, DataError
+from fspnet.errors import ConfigError, DataError, TrainingError
+from fspnet.rundir import load_run
 from fspnet.train import _ensure_dataset, main, read_hyperparams, train
 
 from .conftest import make_dataset
@@ -46,7 +48,12 @@ def test_decoder_training_lowers_the_loss_and_writes_artifacts(decoder_run):
 
 
 def test_encoder_trains_through_the_frozen_decoder(decoder_run, base_overrides, tmp_path):
-    cfg = _config(base_overrides, tmp_path, stage="encoder", **{"encoder.decoder_run": str(decoder_run), "training.epochs": 6, "training.plots": True})
+    cfg = _config(
+        base_overrides,
+        tmp_path,
+        stage="encoder",
+        **{"encoder.decoder_run": str(decoder_run), "training.epochs": 6, "training.plots": True},
+    )
     result = train(cfg)
     run = tmp_path / "run"
     history = json.loads((run / "metrics.json").read_text())["history"]
@@ -71,7 +78,15 @@ def test_encoder_data_must_fit_the_decoder(base_overrides, tmp_path, decoder_run
     with pytest.raises(DataError, match=r"short\.h5: spectra have 100 bins, but the decoder in .* makes 240"):
         train(_config(base_overrides, tmp_path, stage="encoder", **encoder))
     with pytest.raises(ConfigError, match=r"encoder\.decoder_run: .* is not a decoder run \(its run.json says stage 'encoder'\)"):
-        train(_config(base_overrides, tmp_path, "x", stage="encoder", **{"encoder.decoder_run": str(_encoder(base_overrides, tmp_path, decoder_run))}))
+        train(
+            _config(
+                base_overrides,
+                tmp_path,
+                "x",
+                stage="encoder",
+                **{"encoder.decoder_run": str(_encoder(base_overrides, tmp_path, decoder_run))},
+            )
+        )
 
 
 def _encoder(base, tmp_path, decoder_run):
@@ -81,8 +96,14 @@ def _encoder(base, tmp_path, decoder_run):
 
 def test_encoder_on_spectra_without_params(base_overrides, tmp_path, decoder_run):
     write_dataset(tmp_path / "real.h5", make_dataset(40, with_params=False))
-    result = train(_config(base_overrides, tmp_path, stage="encoder", **{
-        "encoder.decoder_run": str(decoder_run), "data.path": str(tmp_path / "real.h5"), "training.epochs": 2}))
+    result = train(
+        _config(
+            base_overrides,
+            tmp_path,
+            stage="encoder",
+            **{"encoder.decoder_run": str(decoder_run), "data.path": str(tmp_path / "real.h5"), "training.epochs": 2},
+        )
+    )
     assert "val_latent_loss" not in result["metrics"] and result["metrics"]["val_recon_loss"] > 0
 
 
@@ -138,11 +159,160 @@ def test_early_stopping_and_stages(base_overrides, tmp_path):
     assert history[-1]["lr"] == pytest.approx(3e-4)
 
 
-def test_non_finite_loss_stops(base_overrides, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="fspnet.train"):
-        result = train(_config(base_overrides, tmp_path, **{"training.learning_rate": 1e30, "training.epochs": 10}))
-    assert result["stopped"] == "early_stopping" and result["epochs"] < 10
-    assert "the loss is not finite" in caplog.text
+def test_non_finite_loss_stops_at_the_first_bad_batch_with_an_error(base_overrides, tmp_path, capsys):
+    exploding = {"training.learning_rate": 1e30, "training.epochs": 10}
+    with pytest.raises(TrainingError, match=r"run: epoch 1, batch \d+ of 12: the training loss is (inf|nan); training stopped"):
+        train(_config(base_overrides, tmp_path, **exploding))
+    assert not (tmp_path / "run" / "best.safetensors").exists()  # no weights from a diverged epoch
+    sets = [f"--set={k}={v}" for k, v in {**base_overrides, **exploding}.items()]
+    with pytest.raises(SystemExit) as info:
+        main(["--run-dir", str(tmp_path / "cli"), *sets])
+    assert info.value.code == 1
+    assert "epoch 1, batch" in capsys.readouterr().err
+
+
+def test_non_finite_validation_loss_stops_with_an_error(base_overrides, tmp_path):
+    from fspnet.data import make_split
+
+    ds = make_dataset(100)
+    val_row = int(make_split(100, 0.1, 0).val[0])
+    ds.params[val_row, 1] = 1e39  # finite, but beyond float32 once scaled: the network gives inf/NaN
+    write_dataset(tmp_path / "d.h5", ds)
+    with pytest.raises(TrainingError, match=r"run: epoch 1: the validation loss is not finite \(val_loss = (nan|inf)\)"):
+        train(_config(base_overrides, tmp_path, **{"data.path": str(tmp_path / "d.h5")}))
+
+
+class _SetAtPoll(threading.Event):
+    """An event that sets itself at its n-th ``is_set()``: a signal arriving at a known batch."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n, self.polls = n, 0
+
+    def is_set(self) -> bool:
+        self.polls += 1
+        if self.polls >= self.n:
+            self.set()
+        return super().is_set()
+
+
+def _history(run_dir):
+    return [{k: v for k, v in h.items() if k != "time_s"} for h in json.loads((run_dir / "metrics.json").read_text())["history"]]
+
+
+def test_interrupt_mid_epoch_then_resume_equals_an_uninterrupted_run(base_overrides, tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = {"training.epochs": 3, "training.stages": [{"epochs": 1, "patience": None}]}
+        full = train(_config(base_overrides, tmp_path, "full", **cfg))
+        # 12 batches an epoch: the trainer checks before each epoch and after every batch but the
+        # last, so poll 12 + 1 + 6 comes right after batch 6 of epoch 2
+        event = _SetAtPoll(12 + 1 + 6)
+        cut = train(_config(base_overrides, tmp_path, "cut", **cfg), interrupt=event)
+        assert cut["stopped"] == "interrupted" and cut["epochs"] == 1
+        ckpt = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+        assert ckpt["state"]["epoch"] == 1 and ckpt["partial"]["batch"] == 6 and len(ckpt["partial"]["starts"]) == 12
+        resumed = train(_config(base_overrides, tmp_path, "cut", resume=True, **cfg))
+    finally:
+        torch.set_num_threads(threads)
+    assert resumed["stopped"] == full["stopped"] and resumed["epochs"] == full["epochs"] == 4
+    assert _history(tmp_path / "cut") == _history(tmp_path / "full")  # bitwise: every loss, lr and stage
+    wa, wb = load_file(str(tmp_path / "full" / "best.safetensors")), load_file(str(tmp_path / "cut" / "best.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_interrupt_between_epochs_checkpoints_at_once(base_overrides, tmp_path):
+    event = threading.Event()
+    result = train(
+        _config(base_overrides, tmp_path, **{"training.epochs": 5}), lambda e, m: event.set() if e == 2 else None, interrupt=event
+    )
+    assert result["stopped"] == "interrupted" and result["epochs"] == 2
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ckpt["state"]["epoch"] == 2 and ckpt["partial"] is None
+    assert train(_config(base_overrides, tmp_path, resume=True, **{"training.epochs": 5}))["epochs"] == 5
+
+
+def _files(run_dir):
+    return {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+
+
+def test_a_failed_run_leaves_a_good_run_directory_as_it_was(base_overrides, tmp_path, capsys):
+    good = _config(base_overrides, tmp_path, **{"training.epochs": 1})
+    train(good)
+    before = _files(tmp_path / "run")
+    with pytest.raises(
+        ConfigError,
+        match=r"run_dir: .*run holds the results of an earlier run \(best\.safetensors, last\.pt, "
+        r"metrics\.json, metrics\.csv\); resume it .* or replace it \(--overwrite",
+    ):
+        train(good)
+    bad_net = tmp_path / "bad.json"
+    bad_net.write_text(json.dumps({"layers": [{"type": "linear", "features": 7}]}))
+    with pytest.raises(ConfigError):  # the network is built before anything is written
+        train(_config(base_overrides, tmp_path, overwrite=True, **{"decoder.network": str(bad_net), "data.val_fraction": 0.3}))
+    assert _files(tmp_path / "run") == before and not (tmp_path / "run" / "previous").exists()
+    sets = [f"--set={k}={v}" for k, v in base_overrides.items()]
+    with pytest.raises(SystemExit) as info:
+        main(["--run-dir", str(tmp_path / "run"), *sets])
+    assert info.value.code == 2 and "holds the results of an earlier run" in capsys.readouterr().err
+    # an explicit overwrite moves the old files aside once the new run has started
+    assert main(["--run-dir", str(tmp_path / "run"), "--overwrite", "--set=training.seed=3", *sets]) == 0
+    (previous,) = (tmp_path / "run" / "previous").iterdir()
+    assert _files(previous) == before
+    assert load_run(tmp_path / "run").config["training"]["seed"] == 3
+
+
+def test_load_run_refuses_a_directory_mixing_two_runs(base_overrides, tmp_path):
+    for name, seed in (("a", 0), ("b", 1)):
+        train(_config(base_overrides, tmp_path, name, **{"training.epochs": 1, "training.seed": seed}))
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert load_run(a).stage == "decoder"
+    original = (a / "transforms.json").read_bytes()
+    (a / "transforms.json").write_bytes((b / "transforms.json").read_bytes())
+    with pytest.raises(DataError, match=r"a/transforms\.json: does not belong to run [0-9a-f]{32} of .*a/run\.json"):
+        load_run(a)
+    (a / "transforms.json").write_bytes(original)
+    (a / "best.safetensors").write_bytes((b / "best.safetensors").read_bytes())
+    with pytest.raises(
+        DataError, match=r"a/best\.safetensors: written by run [0-9a-f]{32}, but .*a/run\.json is run [0-9a-f]{32}"
+    ):
+        load_run(a)
+    with pytest.raises(DataError, match=r"best\.safetensors: written by run"):  # resuming it is refused too
+        train(_config(base_overrides, tmp_path, "a", resume=True, **{"training.epochs": 2}))
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_corrupt_or_malicious_checkpoint_gives_a_clear_error(base_overrides, tmp_path, capsys):
+    cfg = _config(base_overrides, tmp_path, resume=True, **{"training.epochs": 2})
+    train({**cfg, "training": {**cfg["training"], "epochs": 1}})
+    ckpt = tmp_path / "run" / "last.pt"
+    good = ckpt.read_bytes()
+    ckpt.write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataError, match=r"run/last\.pt: cannot read the checkpoint; it is truncated or corrupt") as info:
+        train(cfg)
+    assert "weights_only" not in str(info.value)
+    marker = tmp_path / "pwned"
+    torch.save({"model": _Evil(marker)}, ckpt)
+    with pytest.raises(
+        DataError, match=r"run/last\.pt: refused to load: the checkpoint holds objects other than tensors"
+    ) as info:
+        train(cfg)
+    assert "weights_only" not in str(info.value) and "system" in str(info.value) and not marker.exists()
+    sets = [f"--set={k}={v}" for k, v in base_overrides.items()]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--run-dir", str(tmp_path / "run"), "--resume", *sets])
+    assert exit_info.value.code == 2 and "last.pt: refused to load" in capsys.readouterr().err
+    torch.save({"state": {}}, ckpt)
+    with pytest.raises(DataError, match=r"last\.pt: not a checkpoint of this trainer \(missing model, optimizer"):
+        train(cfg)
 
 
 def test_subset_and_dataset_cache(base_overrides, tmp_path, dataset_path):
@@ -157,7 +327,9 @@ def test_bad_inputs(base_overrides, tmp_path):
         train({"training": {"epochz": 3}})
     with pytest.raises(DataError, match=r"missing\.h5: dataset file not found; set data\.generate"):
         train(_config(base_overrides, tmp_path, **{"data.path": str(tmp_path / "missing.h5")}))
-    with pytest.raises(ConfigError, match=r"decoder\.architecture: decoder_config: unknown knob\(s\) 'no_such_knob'; valid knobs: n_bins=240"):
+    with pytest.raises(
+        ConfigError, match=r"decoder\.architecture: decoder_config: unknown knob\(s\) 'no_such_knob'; valid knobs: n_bins=240"
+    ):
         train(_config(base_overrides, tmp_path, **{"decoder.network": None, "decoder.architecture": {"no_such_knob": 1}}))
     no_params = tmp_path / "noparams.h5"
     write_dataset(no_params, make_dataset(20, with_params=False))
@@ -165,7 +337,8 @@ def test_bad_inputs(base_overrides, tmp_path):
         train(_config(base_overrides, tmp_path, **{"data.path": str(no_params)}))
     bad_net = tmp_path / "bad.json"
     bad_net.write_text(json.dumps({"layers": [{"type": "linear", "features": 7}]}))
-    with pytest.raises(ConfigError, match=r"decoder\.network .*maps \(5,\) to \(7,\), but this stage needs \(240,\)"):
+    shape = r"decoder\.network .*maps \(5,\) to \(7,\), but this stage needs \(240,\)|bad\.json: .*\[7\].*\[240\]"
+    with pytest.raises(ConfigError, match=shape):
         train(_config(base_overrides, tmp_path, **{"decoder.network": str(bad_net)}))
 
 
@@ -195,7 +368,7 @@ def test_generate_once_under_concurrency(tmp_path, caplog):
 
 
 def test_provenance_names_slurm_ids_and_versions(monkeypatch):
-    from fspnet._provenance import collect_provenance
+    from runtools.provenance import collect_provenance
 
     monkeypatch.setenv("SLURM_JOB_ID", "123")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "4")
@@ -211,7 +384,11 @@ def test_cli_and_hyperparams(base_overrides, tmp_path, capsys):
     config.write_text(json.dumps({"training": {"epochs": 1}}))
     hp = tmp_path / "hp.json"
     hp.write_text(json.dumps({"params": {"lr": 1e-3}, "paths": {"lr": "training.learning_rate"}}))
-    sets = [f"--set={k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in base_overrides.items() if k not in ("training.epochs", "training.learning_rate")]
+    sets = [
+        f"--set={k}={json.dumps(v) if not isinstance(v, str) else v}"
+        for k, v in base_overrides.items()
+        if k not in ("training.epochs", "training.learning_rate")
+    ]
     run_dir = tmp_path / "cli"
     assert main(["--config", str(config), "--stage", "decoder", "--run-dir", str(run_dir), "--hyperparams", str(hp), *sets]) == 0
     assert "decoder: 1 epochs (max_epochs)" in capsys.readouterr().out
@@ -230,7 +407,7 @@ def test_read_hyperparams(tmp_path, caplog):
     p.write_text(json.dumps({"training.learning_rate": 1e-3}))
     assert read_hyperparams(p) == {"training.learning_rate": 1e-3}
     p.write_text(json.dumps({"params": {"lr": 1e-3, "w": 3}, "paths": {"lr": "training.learning_rate"}, "value": 0.1}))
-    with caplog.at_level(logging.WARNING, logger="fspnet.train"):
+    with caplog.at_level(logging.WARNING, logger="fspnet.rundir"):
         assert read_hyperparams(p) == {"training.learning_rate": 1e-3}
     assert "params ['w'] have no config path in 'paths'; ignoring them" in caplog.text
     with pytest.raises(ConfigError, match=r"hyperparameter file not found"):

@@ -46,6 +46,29 @@ def test_non_positive_bins_take_the_spectrum_minimum():
         SpectrumTransform.fit(np.zeros((2, 3)))
 
 
+def test_nan_is_not_imputed_by_the_clamp():
+    t = SpectrumTransform.fit(np.array([[1.0, 10.0, 100.0]]))
+    x = np.array([[np.nan, 10.0, 0.0], [-np.inf, 1.0, 100.0], [np.nan, np.nan, np.nan]])
+    y = t(x)
+    # NaN and -inf stay missing (NaN); the zero is still raised to its row's smallest positive bin
+    assert np.isnan(y[0, 0]) and np.isnan(y[1, 0]) and np.isnan(y[2]).all()
+    np.testing.assert_allclose(t.inverse(y[0, 1:]), [10.0, 10.0])
+    np.testing.assert_allclose(t.inverse(y[1, 1:]), [1.0, 100.0])
+    yt = t(torch.from_numpy(x))
+    assert torch.isnan(yt[0, 0]) and torch.isnan(yt[2]).all()
+
+
+def test_fit_refuses_nonfinite_training_data():
+    spectra = np.ones((8, 3))
+    spectra[[2, 6], 1] = [np.nan, np.inf]
+    with pytest.raises(DataError, match=r"spectra: non-finite values \(NaN or inf\) in training rows \[2, 6\] \(2 of 8 rows\)"):
+        SpectrumTransform.fit(spectra)
+    params = np.ones((4, 2))
+    params[1, 0] = np.nan
+    with pytest.raises(DataError, match=r"params: non-finite values \(NaN or inf\) in training rows \[1\] \(1 of 4 rows\)"):
+        ParamTransform.fit(params)
+
+
 def test_param_transform_errors_and_constant_columns():
     with pytest.raises(DataError, match=r"column 0 is log-scaled but has values <= 0"):
         ParamTransform.fit(np.array([[0.0, 1.0], [1.0, 2.0]]), log_params=[0])

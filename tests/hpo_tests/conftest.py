@@ -52,3 +52,40 @@ def write_study(tmp_path: Path) -> tp.Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def fresh_pg() -> tp.Iterator[str]:
+    """A storage URL on PostgreSQL with no Optuna tables yet; dropped afterwards.
+
+    A new database when the test role has CREATEDB, else a new schema of its database (the URL
+    sets ``search_path``): either way Optuna creates its tables and types from scratch.
+    """
+    import uuid
+
+    import sqlalchemy
+
+    from tests.slurm_tests._cluster import PG_MISSING, pg_url, unavailable
+
+    url = pg_url()
+    if url is None:
+        unavailable(PG_MISSING)
+    name = f"hpo_fresh_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        createdb = conn.exec_driver_sql("SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user").scalar()
+        conn.exec_driver_sql(f"CREATE {'DATABASE' if createdb else 'SCHEMA'} {name}")
+    u = sqlalchemy.engine.make_url(url)
+    if createdb:
+        fresh = u.set(database=name)
+    else:
+        fresh = u.update_query_dict({"options": f"-csearch_path={name}"})
+    try:
+        yield fresh.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            if createdb:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            else:
+                conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        admin.dispose()

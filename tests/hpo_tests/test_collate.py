@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from optuna.trial import TrialState
 
 from hpo.collate import collate, collated_name, main
@@ -17,11 +16,15 @@ def _weights(folder):
 
 @pytest.mark.slow
 def test_collation_keeps_exactly_top_k_weights_and_is_idempotent(write_study):
-    path = write_study(keep_top_k=2, config={"epochs": 9, "plots": True}, sampler={"name": "RandomSampler", "configs": {"seed": 1}},
-                       tune_params={
-                           "fail": {"suggest": "cat", "kwargs": {"choices": [False, False, True]}, "path": "fail"},
-                           "lr": {"suggest": "float", "kwargs": {"low": 0.001, "high": 0.3, "log": True}, "path": "lr"},
-                       })
+    path = write_study(
+        keep_top_k=2,
+        config={"epochs": 9, "plots": True},
+        sampler={"name": "RandomSampler", "configs": {"seed": 1}},
+        tune_params={
+            "fail": {"suggest": "cat", "kwargs": {"choices": [False, False, True]}, "path": "fail"},
+            "lr": {"suggest": "float", "kwargs": {"low": 0.001, "high": 0.3, "log": True}, "path": "lr"},
+        },
+    )
     run_study(path, 8, progress=False, collate=False)
     cfg = load_study_config(path)
     study = open_study(cfg)
@@ -50,7 +53,9 @@ def test_collation_keeps_exactly_top_k_weights_and_is_idempotent(write_study):
     third = collate(cfg, study)
     ranked = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value)
     assert len(_weights(out)) == 2 and third.top_k == [t.number for t in ranked[:2]]
-    assert sorted(json.loads((out / ".manifest.json").read_text())) == sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert sorted(json.loads((out / ".manifest.json").read_text())) == sorted(
+        p.name for p in out.iterdir() if not p.name.startswith(".")
+    )
 
 
 def test_collate_cli(write_study, capsys):

@@ -20,6 +20,7 @@ from hpo._heartbeat import (
     SUSPENDED_KEY,
     Heartbeat,
     HeartbeatSettings,
+    original_trial,
     owner_of,
     reap_stale_trials,
     warn_if_network_filesystem,
@@ -27,6 +28,7 @@ from hpo._heartbeat import (
 from hpo.study import make_storage
 from tests.slurm_tests._cluster import PG_MISSING, hpo_run, load, pg_url, trial_dir, unavailable, wait_for, write_study
 
+_optuna_retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
 SETTINGS = HeartbeatSettings(interval_s=1.0, grace_s=3.0, suspend_grace_s=30.0, max_retries=2)
 FAST = {"HPO_HEARTBEAT_S": "1", "HPO_GRACE_S": "3"}
 
@@ -82,7 +84,11 @@ def test_reaper_fails_only_dead_trials_and_retries_their_params(storage_url):
     assert "suspended stale" in trials[gone.number].system_attrs[REAPED_KEY]["reason"]
     retries = study.get_trials(states=(TrialState.WAITING,))
     assert [r.user_attrs["retry_of"] for r in retries] == [dead.number, gone.number]
-    assert retries[0].system_attrs["fixed_params"] == failed.params
+    assert retries[0].params == failed.params and retries[0].distributions == failed.distributions
+    # recorded under the names Optuna's own retry callback uses, so its helpers understand them
+    assert _optuna_retry.retried_trial_number(retries[0]) == dead.number
+    assert _optuna_retry.retry_history(retries[1]) == [gone.number]
+    assert HEARTBEAT_KEY not in retries[0].system_attrs and "error" not in retries[0].user_attrs
     assert reap_stale_trials(study, SETTINGS) == []  # idempotent
     # the retry runs with the same parameters through the ordinary ask()
     retry = study.ask()
@@ -98,6 +104,9 @@ def test_retries_stop_after_max_retries(tmp_path):
         assert reap_stale_trials(study, SETTINGS) == [trial.number]
     assert study.get_trials(states=(TrialState.WAITING,)) == []
     assert len({t.params["x"] for t in study.get_trials()}) == 1
+    chain = study.get_trials()
+    assert [t.system_attrs.get("retry_history", []) for t in chain] == [[], [0], [0, 1]]
+    assert {original_trial(t) for t in chain} == {0}  # every retry trains with trial 0's seed
 
 
 def _reap_in_child(url: str, name: str, barrier, queue) -> None:
@@ -139,11 +148,11 @@ def test_heartbeat_thread_beats_and_stops_when_the_trial_is_gone(tmp_path):
 
 
 def test_collate_and_report_maintenance_reap_without_any_worker(tmp_path):
-    from hpo._extensions import run_maintenance
+    from hpo._heartbeat import reap_dead_trials
 
     study = _study(f"journal:{tmp_path}/s.journal")
     dead = _running(study, beat_age_s=1e6)
-    run_maintenance(None, study)
+    reap_dead_trials(study)
     assert study.get_trials()[dead.number].state == TrialState.FAIL
 
 
@@ -165,8 +174,9 @@ def test_sigkilled_worker_trial_is_retried_by_a_live_worker(tmp_path):
         if victim.poll() is None:
             victim.kill()
     time.sleep(3.5)  # its heartbeat goes stale
-    short = write_study(tmp_path, storage=f"journal:{tmp_path}/s.journal", name=load(study_file).study_name,
-                        config={"epochs": 2, "epoch_s": 0.05})
+    short = write_study(
+        tmp_path, storage=f"journal:{tmp_path}/s.journal", name=load(study_file).study_name, config={"epochs": 2, "epoch_s": 0.05}
+    )
     assert hpo_run(short, 1, env=FAST).wait(timeout=120) == 0
     first, retry = load(study_file).get_trials()
     assert first.state == TrialState.FAIL and owner_of(first).startswith("local:")

@@ -33,12 +33,19 @@ def test_report_has_every_figure_and_best_params(write_study, capsys):
 
     from fspnet.train import read_hyperparams  # the trainer reads hpo's best_params.json as overrides
 
-    assert read_hyperparams(cfg.study_dir / "best_params.json") == {"lr": best["params"]["lr"], "momentum": best["params"]["momentum"]}
+    assert read_hyperparams(cfg.study_dir / "best_params.json") == {
+        "lr": best["params"]["lr"],
+        "momentum": best["params"]["momentum"],
+    }
 
     import subprocess  # the study stays readable by Optuna's own CLI
 
-    cli = subprocess.run(["optuna", "best-trial", "--study-name", "tiny", "--storage", cfg.storage, "-f", "json"],
-                         capture_output=True, text=True, timeout=120)
+    cli = subprocess.run(
+        ["optuna", "best-trial", "--study-name", "tiny", "--storage", cfg.storage, "-f", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout)["number"] == best["trial"]
 
@@ -52,8 +59,13 @@ def test_report_has_every_figure_and_best_params(write_study, capsys):
 def test_multi_objective_report_has_pareto_front(write_study):
     from hpo.report import report
 
-    path = write_study(directions=["minimize", "minimize"], metrics=["val_loss", "train_loss"], direction=None, metric=None,
-                       sampler={"name": "RandomSampler", "configs": {"seed": 0}})
+    path = write_study(
+        directions=["minimize", "minimize"],
+        metrics=["val_loss", "train_loss"],
+        direction=None,
+        metric=None,
+        sampler={"name": "RandomSampler", "configs": {"seed": 0}},
+    )
     run_study(path, 4, progress=False, collate=False)
     page = report(load_study_config(path)).read_text()
     assert 'id="plot-pareto"' in page

@@ -49,10 +49,14 @@ def test_hyperband_prunes_and_trials_record_everything(write_study):
 
 
 def test_failed_trials_do_not_stop_the_study(write_study):
-    path = write_study(sampler={"name": "RandomSampler", "configs": {"seed": 3}}, tune_params={
-        "fail": {"suggest": "cat", "kwargs": {"choices": [False, True]}, "path": "fail"},
-        "lr": {"suggest": "float", "kwargs": {"low": 0.01, "high": 0.1}, "path": "lr"},
-    }, pruner="none")
+    path = write_study(
+        sampler={"name": "RandomSampler", "configs": {"seed": 3}},
+        tune_params={
+            "fail": {"suggest": "cat", "kwargs": {"choices": [False, True]}, "path": "fail"},
+            "lr": {"suggest": "float", "kwargs": {"low": 0.01, "high": 0.1}, "path": "lr"},
+        },
+        pruner="none",
+    )
     summary = run_study(path, 8, progress=False, collate=False)
     study = open_study(load_study_config(path))
     failed = study.get_trials(states=(TrialState.FAIL,))
@@ -82,8 +86,13 @@ def test_storage_override_and_study_wide_cap(write_study, tmp_path):
 
 
 def test_multi_objective(write_study):
-    path = write_study(directions=["minimize", "minimize"], metrics=["val_loss", "train_loss"], direction=None, metric=None,
-                       sampler={"name": "NSGAIISampler", "configs": {"population_size": 4}})
+    path = write_study(
+        directions=["minimize", "minimize"],
+        metrics=["val_loss", "train_loss"],
+        direction=None,
+        metric=None,
+        sampler={"name": "NSGAIISampler", "configs": {"population_size": 4}},
+    )
     summary = run_study(path, 5, progress=False, collate=False)
     study = open_study(load_study_config(path))
     assert summary.n_complete == 5 and all(len(t.values) == 2 for t in study.trials)
@@ -138,8 +147,12 @@ def test_seams_hook_stop_and_same_trial_resume(write_study):
     assert [e for e in recorder.events if e[0] == "epoch"] == [("epoch", 0, 0), ("epoch", 0, 1), ("epoch", 0, 2)]
 
     fresh = _Recorder()
-    resumed_worker = Worker(cfg, hooks=[fresh], progress=False,
-                            trial_sources=[lambda w: (resume_trial(w.study, 0), True) if not w.study.trials[0].state.is_finished() else None])
+    resumed_worker = Worker(
+        cfg,
+        hooks=[fresh],
+        progress=False,
+        trial_sources=[lambda w: (resume_trial(w.study, 0), True) if not w.study.trials[0].state.is_finished() else None],
+    )
     fresh.on_epoch = lambda t, e, m: fresh.events.append(("epoch", t.number, e))
     summary = resumed_worker.run(1)
     assert summary.numbers == [0] and fresh.events[0] == ("start", 0, "0", True)
@@ -154,8 +167,9 @@ def test_two_concurrent_processes_share_one_study(write_study, tmp_path):
     path = write_study(config={"epochs": 9, "sleep_s": 0.02})
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     cmd = [sys.executable, "-m", "hpo.run", "--study", str(path), "--n-trials", "6", "--no-progress", "--no-collate"]
-    procs = [subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outs = [p.communicate(timeout=240) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
@@ -165,3 +179,44 @@ def test_two_concurrent_processes_share_one_study(write_study, tmp_path):
     assert sorted(numbers) == list(range(12)) and len(set(numbers)) == 12
     assert len({t.user_attrs["result"]["worker"] for t in study.trials}) == 2
     assert "database is locked" not in "".join(err for _, err in outs)
+
+
+@pytest.mark.parametrize("leave_running", [True, False])
+def test_worker_interrupt_checkpoints_mid_trial_and_the_resume_matches(write_study, tmp_path, leave_running):
+    """``Worker.interrupt`` reaches the trainable (interface A): it stops within its epoch, the trial
+    stays RUNNING for a resume (or fails, without ``leave_running_on_exit``) and no new trial starts."""
+    import threading
+    import time
+
+    from hpo.testing import linear_regression
+
+    cfg = load_study_config(write_study(pruner="none", config={"epochs": 6, "sleep_s": 0.2}))
+    worker = Worker(cfg, progress=False, leave_running_on_exit=leave_running)
+    out = []
+    thread = threading.Thread(target=lambda: out.append(worker.run(3)))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while len(worker.study.trials[0].intermediate_values if worker.study.trials else []) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.interrupt.set()
+    thread.join(60)
+    (summary,) = out
+    assert summary.stopped == "interrupted" and summary.numbers == [0] and len(worker.study.trials) == 1
+    trial = worker.study.trials[0]
+    if not leave_running:
+        assert trial.state == TrialState.FAIL and trial.user_attrs["error"] == "interrupted: TrialInterrupted"
+        return
+    assert trial.state == TrialState.RUNNING and len(trial.intermediate_values) < 6
+    again = Worker(
+        cfg,
+        progress=False,
+        trial_sources=[lambda w: (resume_trial(w.study, 0), True) if w.study.trials[0].state == TrialState.RUNNING else None],
+    )
+    assert again.run(1).numbers == [0]
+    final = again.study.trials[0]
+    plain = linear_regression(
+        {**cfg.base_config, **final.params, "sleep_s": 0.0, "seed": cfg.seed, "run_dir": str(tmp_path / "plain")}
+    )
+    history = json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    assert final.state == TrialState.COMPLETE and final.value == plain["metrics"]["val_loss"]
+    assert [final.intermediate_values[e] for e in range(6)] == [h["val_loss"] for h in history]

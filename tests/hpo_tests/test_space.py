@@ -11,12 +11,14 @@ def spec(**kw):
 
 
 def test_valid_params_parse_and_suggest():
-    params, errors = parse_tune_params({
-        "lr": {"suggest": "float", "kwargs": {"low": 1e-4, "high": 1e-2, "log": True}, "path": "optimizer.lr"},
-        "layers": {"suggest": "int", "kwargs": {"low": 1, "high": 4, "step": 1}, "path": "model.layers"},
-        "act": {"suggest": "cat", "kwargs": {"choices": ["relu", "elu"]}, "path": "model.activation"},
-        "off": {"state": False, "suggest": "int", "kwargs": {"low": 1, "high": 2}},
-    })
+    params, errors = parse_tune_params(
+        {
+            "lr": {"suggest": "float", "kwargs": {"low": 1e-4, "high": 1e-2, "log": True}, "path": "optimizer.lr"},
+            "layers": {"suggest": "int", "kwargs": {"low": 1, "high": 4, "step": 1}, "path": "model.layers"},
+            "act": {"suggest": "cat", "kwargs": {"choices": ["relu", "elu"]}, "path": "model.activation"},
+            "off": {"state": False, "suggest": "int", "kwargs": {"low": 1, "high": 2}},
+        }
+    )
     assert errors == []
     assert [p.name for p in params] == ["lr", "layers", "act", "off"]
     assert params[3].path == "off" and params[3].state is False
@@ -60,7 +62,7 @@ def test_dotted_paths():
     assert has_path(cfg, "a.b.0") and not has_path(cfg, "a.x")
     set_path(cfg, "a.b.1.c", 5)
     assert cfg["a"]["b"][1]["c"] == 5
-    with pytest.raises(KeyError, match="x not found"):
-        set_path(cfg, "x.y", 1)
+    with pytest.raises(KeyError, match="x: no such key"):
+        set_path(cfg, "x.y", 1, create=False)
     set_path(cfg, "x.y", 1, create=True)
     assert cfg["x"] == {"y": 1}

@@ -61,10 +61,15 @@ def test_every_error_is_reported_at_once_with_its_key_path(write_study):
         ({"quick_scan": "lots"}, r"quick_scan: must be false or a positive number"),
         ({"timeout": -5}, r"timeout: must be a positive number of seconds"),
         ({"train_best": {"seeds": 0}}, r"train_best.seeds: must be an integer >= 1"),
+        ({"timeout": float("inf")}, r"timeout: must be a finite number, but got inf"),
+        ({"train_best": {"seed": 2}}, r"train_best.seed: unknown key; valid keys are seeds, config"),
+        ({"collate_results": "yes"}, r"collate_results: expected bool, but got str 'yes'"),
         ({"config_file": "missing.yaml"}, r"config_file: file not found: missing.yaml"),
         ({"tune_params": None}, r"tune_params: required"),
-        ({"pruner": {"name": "PatientPruner", "configs": {"wrapped_pruner": {"name": "Medianish"}}}},
-         r"pruner.configs.wrapped_pruner.name: unknown 'Medianish'"),
+        (
+            {"pruner": {"name": "PatientPruner", "configs": {"wrapped_pruner": {"name": "Medianish"}}}},
+            r"pruner.configs.wrapped_pruner.name: unknown 'Medianish'",
+        ),
     ],
 )
 def test_bad_study_files(write_study, changes, match):
@@ -73,10 +78,14 @@ def test_bad_study_files(write_study, changes, match):
 
 
 def test_bad_value_at_range_edge_is_caught_before_any_trial(tmp_path, write_study):
-    path = write_study(trainable="mlp", config={"data": {"path": "x.npz"}}, tune_params={
-        "act": {"suggest": "cat", "kwargs": {"choices": ["relu", "swishy"]}, "path": "model.activation"},
-        "layers": {"suggest": "int", "kwargs": {"low": -1, "high": 2}, "path": "model.layers"},
-    })
+    path = write_study(
+        trainable="mlp",
+        config={"data": {"path": "x.npz"}},
+        tune_params={
+            "act": {"suggest": "cat", "kwargs": {"choices": ["relu", "swishy"]}, "path": "model.activation"},
+            "layers": {"suggest": "int", "kwargs": {"low": -1, "high": 2}, "path": "model.layers"},
+        },
+    )
     with pytest.raises(StudyConfigError) as info:
         load_study_config(path)
     msg = str(info.value)

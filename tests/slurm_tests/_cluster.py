@@ -1,7 +1,8 @@
 """Helpers for tests against the real dev cluster (``slurm/dev-cluster/up.sh``).
 
-Nothing here fakes Slurm or PostgreSQL: when they cannot be reached the tests are skipped with
-the reason, after one attempt to start the dev cluster (root only).
+Nothing here fakes Slurm or PostgreSQL, and nothing here starts them: tests use services that
+are up and otherwise skip with a one-line reason (or fail under ``FSPNET_REQUIRE_SERVICES=1``,
+which ``.ci/run`` sets after starting the services with ``up.sh``).
 """
 
 from __future__ import annotations
@@ -20,29 +21,21 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-UP = REPO / "slurm" / "dev-cluster" / "up.sh"
 RUN_DIR = Path(os.environ.get("SLURM_CI_DIR", "/tmp/slurm-ci"))
 #: The dev cluster's throw-away PostgreSQL account (up.sh creates it; also written to RUN_DIR/env).
 DEV_PG_URL = "postgresql+psycopg2://optuna:optuna@127.0.0.1:5432/optuna"
 
 
-def _slurm_up() -> bool:
-    if shutil.which("sinfo") is None:
-        return False
-    proc = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
-    return proc.returncode == 0 and any(s.startswith(("idle", "mix", "alloc")) for s in proc.stdout.split())
-
-
-@functools.lru_cache(maxsize=1)
-def start_dev_cluster() -> str | None:
-    """Start the dev cluster if needed (idempotent); return why it is unusable, or ``None``."""
-    if _slurm_up() and pg_url() is not None:
-        return None
-    if os.geteuid() != 0 or not UP.is_file() or shutil.which("apt-get") is None:
-        return "no Slurm dev cluster reachable (sinfo/psql) and cannot start one here (needs root + apt-get)"
-    proc = subprocess.run(["bash", str(UP)], capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        return f"slurm/dev-cluster/up.sh failed: {proc.stderr.strip()[-500:]}"
+def slurm_missing() -> str | None:
+    """Why the dev cluster's Slurm cannot be used, or ``None`` when it answers. Starts nothing."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "Slurm not installed here (no sinfo/sbatch); start the dev cluster with slurm/dev-cluster/up.sh"
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"sinfo failed ({e}); start the dev cluster with slurm/dev-cluster/up.sh"
+    if proc.returncode != 0 or not any(s.startswith(("idle", "mix", "alloc")) for s in proc.stdout.split()):
+        return "no Slurm node up (sinfo); start the dev cluster with slurm/dev-cluster/up.sh"
     return None
 
 
@@ -64,11 +57,9 @@ def unavailable(reason: str) -> tp.NoReturn:
 
 def require_slurm() -> None:
     export_repo_path()
-    reason = start_dev_cluster()
-    if reason is not None and not _slurm_up():
+    reason = slurm_missing()
+    if reason is not None:
         unavailable(reason)
-    if shutil.which("sbatch") is None:
-        unavailable("sbatch not found")
 
 
 @functools.lru_cache(maxsize=1)
@@ -91,7 +82,6 @@ PG_MISSING = "PostgreSQL not reachable at HPO_PG_URL / 127.0.0.1:5432 (run slurm
 
 
 def require_postgres() -> str:
-    start_dev_cluster()
     url = pg_url.__wrapped__()
     if url is None:
         unavailable(PG_MISSING)
@@ -141,10 +131,10 @@ def load(study_file: Path, storage: str | None = None) -> tp.Any:
     return optuna.load_study(study_name=raw["name"], storage=make_storage(storage or raw["storage"]))
 
 
-def trials_or_empty(study_file: Path, states: tp.Any = None) -> list:
+def trials_or_empty(study_file: Path, states: tp.Any = None, storage: str | None = None) -> list:
     """The study's trials, or ``[]`` while no worker has created the study yet."""
     try:
-        return load(study_file).get_trials(states=states)
+        return load(study_file, storage).get_trials(states=states)
     except KeyError:
         return []
 
@@ -159,6 +149,15 @@ def hpo_run(study_file: Path, n_trials: int, env: dict[str, str] | None = None, 
     """Start ``python -m hpo.run`` as a separate worker process."""
     export_repo_path()
     cmd = [sys.executable, "-m", "hpo.run", "--study", str(study_file), "--n-trials", str(n_trials), "--no-progress"]
+    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=REPO, **popen)
+
+
+def slurm_worker(
+    study_file: Path, n_trials: int, env: dict[str, str] | None = None, *args: str, **popen: tp.Any
+) -> subprocess.Popen:
+    """Start ``python -m slurm.worker`` (a worker with Slurm's preemption handling) as a process."""
+    export_repo_path()
+    cmd = [sys.executable, "-m", "slurm.worker", *args, "--study", str(study_file), "--n-trials", str(n_trials), "--no-progress"]
     return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=REPO, **popen)
 
 
@@ -179,8 +178,7 @@ def squeue_empty(job_id: str) -> bool:
 
 
 def sacct_states(job_id: str) -> list[str]:
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", job_id],
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", job_id], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if line.strip()]
 
 

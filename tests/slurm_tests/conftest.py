@@ -9,7 +9,7 @@ from tests.slurm_tests._cluster import require_postgres, require_slurm
 
 @pytest.fixture(scope="session")
 def slurm_cluster() -> None:
-    """A running Slurm (started with up.sh when possible); skips with the reason otherwise."""
+    """A running Slurm (``slurm/dev-cluster/up.sh``, never started here); skips with the reason otherwise."""
     require_slurm()
 
 

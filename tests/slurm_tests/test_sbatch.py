@@ -1,27 +1,44 @@
-"""The pure parts of :mod:`slurm`: sbatch text (golden file), options, array plans, worker keys."""
+"""The pure parts of :mod:`slurm`: sbatch text (golden file), options, array plans, GPU shares."""
 
 from __future__ import annotations
 
 import difflib
 import os
+import pickle
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from hpo._heartbeat import HeartbeatSettings, worker_key
+from hpo._heartbeat import HeartbeatSettings
 from hpo.errors import StudyConfigError
 from slurm._sbatch import check_slurm_options, make_sbatch, plan_arrays, slurm_options, submitit_parameters
+from slurm.launch import JobWorkers, SlurmLauncher
+from slurm.launch import main as launch_main
+from slurm.worker import assign_gpus
 
 GOLDEN = Path(__file__).parent / "data" / "sbatch_golden.txt"
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _golden_kwargs() -> dict:
-    return dict(study="studies/decoder.yaml", n_trials=4, array="0-15%4", partition="gpu", account="astro",
-                qos="normal", time_min=1500, mem_gb=16, cpus_per_task=4, gpus_per_task=1, constraint="a100",
-                log_dir="/shared/logs", setup=["module load cuda/12.4", "source ~/venvs/fspnet/bin/activate"],
-                run_args=["--timeout", "36000"])
+    return dict(
+        study="studies/decoder.yaml",
+        n_trials=4,
+        workers_per_task=2,
+        array="0-15%4",
+        partition="gpu",
+        account="astro",
+        qos="normal",
+        time_min=1500,
+        mem_gb=16,
+        cpus_per_task=4,
+        gpus_per_task=1,
+        constraint="a100",
+        log_dir="/shared/logs",
+        setup=["module load cuda/12.4", "source ~/venvs/fspnet/bin/activate"],
+        run_args=["--timeout", "36000"],
+    )
 
 
 def test_make_sbatch_matches_golden_file():
@@ -30,15 +47,17 @@ def test_make_sbatch_matches_golden_file():
         GOLDEN.write_text(text)
     expected = GOLDEN.read_text()
     diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True), "golden", "now"))
-    assert text == expected, (f"sbatch text changed:\n{diff}\nIf intended, accept it with:\n"
-                              f"  SLURM_ACCEPT_GOLDEN=1 python -m pytest {Path(__file__).relative_to(REPO)}")
+    assert text == expected, (
+        f"sbatch text changed:\n{diff}\nIf intended, accept it with:\n"
+        f"  SLURM_ACCEPT_GOLDEN=1 python -m pytest {Path(__file__).relative_to(REPO)}"
+    )
 
 
 def test_make_sbatch_is_valid_bash_and_execs_the_worker():
     text = make_sbatch(study="s.yaml", array=None)
     assert subprocess.run(["bash", "-n"], input=text, text=True).returncode == 0
-    assert "#SBATCH --output=slurm_logs/%x_%j.out" in text
-    assert text.rstrip().endswith("exec python -m hpo.run --study s.yaml --n-trials 1 --no-progress")
+    assert "#SBATCH --output=slurm_logs/%x_%j.out" in text and "--gres" not in text
+    assert text.rstrip().endswith("exec python -m slurm.worker --study s.yaml --n-trials 1 --no-progress")
 
 
 def test_static_launch_script_is_valid_bash_and_requeues():
@@ -50,12 +69,15 @@ def test_static_launch_script_is_valid_bash_and_requeues():
 
 def test_slurm_options_come_from_the_signature():
     opts = slurm_options()
-    assert opts["time_min"] == 60 and opts["gpus_per_task"] == 0
-    assert "study" not in opts and "array" not in opts
+    assert opts["time_min"] == 60 and opts["gpus_per_task"] is None
+    assert "study" not in opts and "array" not in opts and "workers_per_task" not in opts
+    assert "storage" not in opts  # the storage never goes into an sbatch script
 
 
 def test_check_slurm_options_lists_every_problem():
-    with pytest.raises(StudyConfigError, match=r"slurm\.tme_min: unknown option; valid options \(default\) are job_name='hpo'") as e:
+    with pytest.raises(
+        StudyConfigError, match=r"slurm\.tme_min: unknown option; valid options \(default\) are job_name='hpo'"
+    ) as e:
         check_slurm_options({"tme_min": 5, "cpus_per_task": -1, "setup": "module load x"})
     assert [p for p, _ in e.value.errors] == ["slurm.tme_min", "slurm.cpus_per_task", "slurm.setup"]
     with pytest.raises(StudyConfigError, match=r"slurm\.mem_gb: must be a positive number of GB, but got 'lots'"):
@@ -87,13 +109,117 @@ def test_plan_arrays_respects_max_array_size(n, max_size, parallel, expected):
         assert sum(p for _, _, p in plan) <= max(parallel, len(plan))
 
 
-def test_worker_key_is_stable_across_requeues():
-    array = {"SLURM_ARRAY_JOB_ID": "41", "SLURM_ARRAY_TASK_ID": "3", "SLURM_JOB_ID": "45", "SLURM_RESTART_COUNT": "2"}
-    assert worker_key(array) == "slurm:41_3"
-    assert worker_key({**array, "HPO_WORKER_INDEX": "1"}) == "slurm:41_3.1"
-    assert worker_key({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4", "SLURM_PROCID": "2"}) == "slurm:7.2"
-    assert worker_key({"HPO_WORKER_KEY": "mine", "SLURM_JOB_ID": "7"}) == "mine"
-    assert worker_key({}).startswith("local:")
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("job_name", "hpo\n#SBATCH --account=stolen"),
+        ("partition", "gpu debug"),
+        ("qos", "a'b"),
+        ("account", "x;rm -rf ~"),
+        ("constraint", "a100\r"),
+        ("log_dir", "logs/$(whoami)"),
+        ("job_name", ""),
+    ],
+)
+def test_values_that_break_an_sbatch_line_are_refused(key, value):
+    with pytest.raises(
+        StudyConfigError,
+        match=rf"slurm\.{key}: must be one word of letters, digits and .*"
+        rf"\(it goes into an #SBATCH line\), but got",
+    ):
+        check_slurm_options({key: value})
+    with pytest.raises(StudyConfigError, match=rf"slurm\.{key}: must be one word"):
+        make_sbatch(study="s.yaml", **{key: value})
+
+
+def test_usual_sbatch_values_pass():
+    check_slurm_options(
+        {
+            "job_name": "fspnet-dec_2",
+            "partition": "gpu,gpu-long",
+            "constraint": "a100&ib|h100",
+            "log_dir": "/scratch/me/logs",
+            "account": "astro@site",
+        }
+    )
+
+
+def test_study_file_with_a_newline_in_the_job_name_fails_before_launch(tmp_path):
+    from tests.slurm_tests._cluster import write_study
+
+    study = write_study(tmp_path, storage=f"sqlite:///{tmp_path}/s.db", slurm={"job_name": "a\nb"})
+    with pytest.raises(StudyConfigError, match=r"slurm\.job_name: must be one word"):
+        SlurmLauncher(study, workers=2, trials_per_worker=1)
+
+
+def test_sbatch_script_runs_every_worker_packed_with_their_gpus(tmp_path, capsys):
+    """--workers 8 --trials-per-node 2: 4 array tasks × 2 workers, 2 GPUs and 2×CPUs per task."""
+    from tests.slurm_tests._cluster import write_study
+
+    study = write_study(tmp_path, storage=f"sqlite:///{tmp_path}/s.db", slurm={"cpus_per_task": 3})
+    out = tmp_path / "out.sbatch"
+    assert (
+        launch_main(
+            [
+                "--study",
+                str(study),
+                "--workers",
+                "8",
+                "--trials-per-node",
+                "2",
+                "--trials-per-worker",
+                "2",
+                "--sbatch-script",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    text = out.read_text()
+    assert "#SBATCH --array=0-3\n" in text and "#SBATCH --gres=gpu:2\n" in text and "#SBATCH --cpus-per-task=6\n" in text
+    assert "exec python -m slurm.worker --workers-per-task 2 --study" in text and "--n-trials 2" in text
+    assert "4 array task(s) × 2 worker(s)" in capsys.readouterr().out
+    two = make_sbatch(study="s.yaml", workers_per_task=2, gpus_per_task=3)
+    assert "#SBATCH --gres=gpu:6\n" in two
+    cpu_only = make_sbatch(study="s.yaml", workers_per_task=4, gpus_per_task=0)
+    assert "--gres" not in cpu_only and "--workers-per-task 4" in cpu_only
+
+
+def test_packing_asks_for_one_gpu_per_worker_by_default(tmp_path):
+    from tests.slurm_tests._cluster import write_study
+
+    study = write_study(tmp_path, storage=f"sqlite:///{tmp_path}/s.db")
+    assert SlurmLauncher(study, workers=8, trials_per_worker=1, trials_per_node=4).gpus_per_job == 4
+    assert SlurmLauncher(study, workers=8, trials_per_worker=1, trials_per_node=2, slurm={"gpus_per_task": 2}).gpus_per_job == 4
+    assert SlurmLauncher(study, workers=8, trials_per_worker=1).gpus_per_job == 0
+
+
+def test_the_storage_url_is_in_no_sbatch_script_nor_worker_argv(tmp_path, capsys):
+    from tests.slurm_tests._cluster import write_study
+
+    secret = "postgresql+psycopg2://me:s3cr3t-pw@db.example:5432/hpo"
+    study = write_study(tmp_path, storage=f"sqlite:///{tmp_path}/s.db")
+    launcher = SlurmLauncher(study, workers=2, trials_per_worker=1, storage=secret)
+    assert "s3cr3t" not in " ".join(launcher.worker_argv())
+    assert "s3cr3t" not in pickle.dumps(JobWorkers(launcher.worker_argv(), 2, launcher.env)).decode("latin-1")
+    out = tmp_path / "out.sbatch"
+    assert launch_main(["--study", str(study), "--workers", "2", "--storage", secret, "--sbatch-script", str(out)]) == 0
+    assert "s3cr3t" not in out.read_text() and "s3cr3t" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "gpus, n, expected",
+    [
+        (["0", "1", "2", "3"], 2, [["0", "1"], ["2", "3"]]),
+        (["0", "1", "2", "3"], 4, [["0"], ["1"], ["2"], ["3"]]),
+        (["4", "5"], 2, [["4"], ["5"]]),
+        (["0", "1", "2"], 2, [["0"], ["1"]]),
+        (["0"], 2, [["0"], ["0"]]),
+        ([], 3, [[], [], []]),
+    ],
+)
+def test_assign_gpus_gives_each_packed_worker_its_own(gpus, n, expected):
+    assert assign_gpus(gpus, n) == expected
 
 
 def test_heartbeat_settings_from_env():

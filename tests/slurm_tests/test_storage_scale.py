@@ -17,8 +17,11 @@ from tests.slurm_tests._cluster import export_repo_path, load, write_study
 
 pytestmark = pytest.mark.slow
 
-STORAGE_ERRORS = re.compile(r"database is locked|OperationalError|too many clients|could not connect|"
-                            r"connection (refused|reset)|Traceback", re.IGNORECASE)
+STORAGE_ERRORS = re.compile(
+    r"database is locked|OperationalError|too many clients|could not connect|"
+    r"connection (refused|reset)|Traceback",
+    re.IGNORECASE,
+)
 
 
 def _run_workers(study_file: Path, workers: int, trials: int) -> tuple[list, str]:

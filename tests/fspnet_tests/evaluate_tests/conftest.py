@@ -40,5 +40,9 @@ def eval_runs(tmp_path_factory, synth_paths, network_files):
     }
     dec, enc = root / "decoder", root / "encoder"
     train(load_config(None, {**base, "stage": "decoder", "run_dir": str(dec), "training.epochs": 4}))
-    train(load_config(None, {**base, "stage": "encoder", "run_dir": str(enc), "encoder.decoder_run": str(dec), "training.epochs": 3}))
+    train(
+        load_config(
+            None, {**base, "stage": "encoder", "run_dir": str(enc), "encoder.decoder_run": str(dec), "training.epochs": 3}
+        )
+    )
     return {"decoder": dec, "encoder": enc}

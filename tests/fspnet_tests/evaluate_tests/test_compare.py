@@ -17,7 +17,22 @@ def test_compare_table_and_plot(eval_runs, synth_paths, tmp_path, capsys):
     other = tmp_path / "encoder_copy"
     shutil.copytree(eval_runs["encoder"], other)
     out = tmp_path / "cmp"
-    assert main([str(eval_runs["encoder"]), str(other), "--data", str(synth_paths["heldout"]), "--out", str(out), "--n-pgstat", "6", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                str(eval_runs["encoder"]),
+                str(other),
+                "--data",
+                str(synth_paths["heldout"]),
+                "--out",
+                str(out),
+                "--n-pgstat",
+                "6",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "encoder_copy" in printed and "CPU s/spec" in printed
     rows = list(csv.DictReader((out / "compare.csv").open()))

@@ -54,8 +54,7 @@ def test_default_encoder():
 
 
 def test_decoder_knobs():
-    cfg = decoder_config(n_bins=32, width=16, dense_layers=1, residual_layers=1, gru=False,
-                         dropout_prob=0.1)
+    cfg = decoder_config(n_bins=32, width=16, dense_layers=1, residual_layers=1, gru=False, dropout_prob=0.1)
     net = build_network(cfg, (3,))
     assert net.output_shape == (32,)
     assert not any(layer["type"] == "gru" for layer in cfg["layers"])
@@ -68,8 +67,9 @@ def test_decoder_knobs():
 
 
 def test_encoder_knobs():
-    cfg = encoder_config(conv_blocks=2, base_filters=8, kernel=5, batch_norm=True, n_params=3,
-                         dense_width=16, dense_layers=3, dropout_prob=0.2)
+    cfg = encoder_config(
+        conv_blocks=2, base_filters=8, kernel=5, batch_norm=True, n_params=3, dense_width=16, dense_layers=3, dropout_prob=0.2
+    )
     assert [layer.get("filters") for layer in cfg["layers"][:4]] == [8, 8, 16, 16]
     net = build_network(cfg, (40,))
     assert net.output_shape == (3,)
@@ -83,21 +83,34 @@ def test_encoder_knobs():
 @pytest.mark.parametrize(
     ("factory", "kwargs", "match"),
     [
-        (decoder_config, {"widht": 64},
-         r"^decoder_config: unknown knob\(s\) 'widht'; valid knobs: n_bins=240, width=120, "
-         r"dense_layers=2, residual_layers=2, gru=True, gru_layers=2, "
-         r"gru_bidirectional='mean', dropout_prob=0.0$"),
-        (encoder_config, {"n_conv": 2},
-         r"^encoder_config: unknown knob\(s\) 'n_conv'; valid knobs: n_params=5, filters=None, "
-         r"conv_blocks=None, base_filters=None, max_filters=32, kernel=3"),
-        (decoder_config, {"width": 0}, r"decoder_config: width must be a positive integer, "
-         r"but got 0"),
+        (
+            decoder_config,
+            {"widht": 64},
+            r"^decoder_config: unknown knob\(s\) 'widht'; valid knobs: n_bins=240, width=120, "
+            r"dense_layers=2, residual_layers=2, gru=True, gru_layers=2, "
+            r"gru_bidirectional='mean', dropout_prob=0.0$",
+        ),
+        (
+            encoder_config,
+            {"n_conv": 2},
+            r"^encoder_config: unknown knob\(s\) 'n_conv'; valid knobs: n_params=5, filters=None, "
+            r"conv_blocks=None, base_filters=None, max_filters=32, kernel=3",
+        ),
+        (
+            decoder_config,
+            {"width": 0},
+            r"decoder_config: width must be a positive integer, "
+            r"but got 0",
+        ),
         (decoder_config, {"dense_layers": -1}, r"dense_layers must be a non-negative integer"),
         (decoder_config, {"gru": "yes"}, r"decoder_config: gru must be true or false"),
         (decoder_config, {"gru_bidirectional": "max"}, r"gru_bidirectional must be null"),
         (decoder_config, {"dropout_prob": 1.5}, r"dropout_prob must be a number in \[0, 1\)"),
-        (encoder_config, {"filters": [16, 32], "conv_blocks": 2},
-         r"encoder_config: give either filters or conv_blocks/base_filters, not both"),
+        (
+            encoder_config,
+            {"filters": [16, 32], "conv_blocks": 2},
+            r"encoder_config: give either filters or conv_blocks/base_filters, not both",
+        ),
         (encoder_config, {"filters": [16, 0]}, r"filters must be a list of positive integers"),
         (encoder_config, {"conv_blocks": 0}, r"conv_blocks and base_filters must be positive"),
         (encoder_config, {"kernel": 2.5}, r"kernel must be a positive integer, but got 2.5"),

