@@ -584,14 +584,7 @@ def _build_pool(layer: dict, shape: Shape, ctx: _Context) -> tuple[nn.Module, Sh
 
 
 def _build_reshape(layer: dict, shape: Shape, ctx: _Context) -> tuple[nn.Module, Shape]:
-    output = layer["output"]
-    size = math.prod(shape)
-    if output.count(-1) > 1 or any(d < -1 or d == 0 for d in output):
-        raise _LayerError(f"output {output} must be positive sizes with at most one -1")
-    known = math.prod(d for d in output if d != -1)
-    if (-1 in output and size % known) or (-1 not in output and known != size):
-        raise _LayerError(f"cannot reshape {shape} ({size} values) to {output}")
-    out_shape = tuple(size // known if d == -1 else d for d in output)
+    out_shape = _netloader.reshape_to(shape, list(layer["output"]), "output")
     return _layers.Reshape(out_shape), out_shape
 
 

@@ -260,6 +260,17 @@ class _File:
     layers: tp.Any = _F(None, None, "the list of layers, each an object with a 'type'")
 
 
+def reshape_to(shape: tp.Sequence[int], new: list[int], key: str) -> tuple[int, ...]:
+    """The shape a sample of ``shape`` takes when reshaped to ``new`` (one ``-1`` is inferred)."""
+    size = math.prod(shape)
+    if new.count(-1) > 1 or any(d < -1 or d == 0 for d in new):
+        raise LayerError(f"{key} {new} must be positive sizes with at most one -1")
+    known = math.prod(d for d in new if d != -1)
+    if (-1 in new and size % known) or (-1 not in new and known != size):
+        raise LayerError(f"cannot reshape {shape} ({size} values) to {new}")
+    return tuple(size // known if d == -1 else d for d in new)
+
+
 class LayerError(Exception):
     """Raised inside a layer builder; the caller adds the file and layer to the message."""
 
@@ -585,13 +596,7 @@ def _reshape(layer: dict, shape: Shape, ctx: _Ctx) -> _Built:
         target = _size_target(layer, ctx)
         new = [int(d * t) if d != -1 else -1 for d, t in zip(new, target)]
         update = {"shape": new}
-    size = math.prod(shape)
-    if new.count(-1) > 1 or any(d < -1 or d == 0 for d in new):
-        raise LayerError(f"shape {new} must be positive sizes with at most one -1")
-    known = math.prod(d for d in new if d != -1)
-    if (-1 in new and size % known) or (-1 not in new and known != size):
-        raise LayerError(f"cannot reshape {list(shape)} ({size} values) to {new}")
-    out = tuple(size // known if d == -1 else d for d in new)
+    out = reshape_to(list(shape), new, "shape")
     return _layers.Reshape(out), out, update
 
 

@@ -140,6 +140,7 @@ if [ "$WITH_PG" = 1 ]; then
   wait_for 20 PostgreSQL psql_su -c 'select 1'
   [ "$(psql_su -c "SELECT 1 FROM pg_roles WHERE rolname='$PG_ROLE'")" = 1 ] \
     || psql_su -c "CREATE ROLE $PG_ROLE LOGIN PASSWORD '$PG_PASSWORD'"
+  psql_su -c "ALTER ROLE $PG_ROLE CREATEDB"   # tests start studies on freshly created databases
   [ "$(psql_su -c "SELECT 1 FROM pg_database WHERE datname='$PG_DB'")" = 1 ] \
     || psql_su -c "CREATE DATABASE $PG_DB OWNER $PG_ROLE"
   PG_URL="postgresql+psycopg2://$PG_ROLE:$PG_PASSWORD@127.0.0.1:5432/$PG_DB"
