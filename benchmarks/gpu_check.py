@@ -13,9 +13,11 @@ the others still run. Results go to ``<out>/gpu_check.json`` and a printed table
   Poisson noise (numpy, host) are left out.
 * ``predict``: the shipped pre-trained encoder: :func:`fspnet.predict.predict` end to end
   (numpy spectra in, numpy parameters out), and its network alone on device-resident data.
-* ``study``: a 4-trial decoder study run by 4 local workers that all share this one device
-  (``python -m hpo.launch --executor local --workers 4``): wall time, trials complete, and on
-  CUDA the peak memory and utilisation seen by ``nvidia-smi`` while it ran.
+* ``study``: a 4-trial decoder study run by k = 4, 2, 1 local workers that share this one device
+  (``python -m hpo.launch --executor local --workers k --trials-per-node k --trials-per-gpu k``,
+  each worker limited to 1/k of the GPU's memory): per k, wall time, trials complete, trials per
+  GPU-hour and its ratio to k = 1, and on CUDA the peak memory and utilisation seen by
+  ``nvidia-smi`` while it ran.
 
     python benchmarks/gpu_check.py --device cuda --out outputs/gpu_check
     python benchmarks/gpu_check.py --device cpu --quick --out /tmp/gpu_check   # a dry run here
@@ -159,12 +161,21 @@ class _GpuMonitor(threading.Thread):
             self.stop.wait(1.0)
 
 
-def part_study(device: torch.device, size: dict[str, tp.Any], out: Path) -> dict[str, tp.Any]:
+def part_study(device: torch.device, size: dict[str, tp.Any], out: Path, ks: tp.Sequence[int]) -> dict[str, tp.Any]:
+    """The 4-trial study at each ``k`` trials per GPU; trials per GPU-hour and the gain over k = 1."""
+    shutil.rmtree(out / "study", ignore_errors=True)
+    runs = {k: _study_run(device, size, out, k) for k in ks}
+    base = runs.get(1, {}).get("trials_per_hour")
+    for r in runs.values():
+        r["vs_k1"] = round(r["trials_per_hour"] / base, 2) if base else None
+    return {"runs": [runs[k] for k in ks]}
+
+
+def _study_run(device: torch.device, size: dict[str, tp.Any], out: Path, k: int) -> dict[str, tp.Any]:
     import optuna
     import yaml
 
-    folder = out / "study"
-    shutil.rmtree(folder, ignore_errors=True)
+    folder = out / "study" / f"k{k}"
     folder.mkdir(parents=True)
     study = {
         "name": "gpu_check", "output_dir": str(folder / "outputs"), "storage": None, "direction": "minimize",
@@ -173,7 +184,7 @@ def part_study(device: torch.device, size: dict[str, tp.Any], out: Path) -> dict
         "trainable": "fspnet", "config_file": str(REPO / "configs" / "fspnet.yaml"),
         "config": {
             "stage": "decoder",
-            "data": {"path": str(folder / "data.h5"), "generate": {"n": size["study_spectra"], "seed": 0},
+            "data": {"path": str(out / "study" / "data.h5"), "generate": {"n": size["study_spectra"], "seed": 0},
                      "val_fraction": 0.2},
             "training": {"epochs": size["study_epochs"], "patience": None, "batch_size": 1024,
                          "device": str(device), "plots": False, "progress": False},
@@ -184,8 +195,9 @@ def part_study(device: torch.device, size: dict[str, tp.Any], out: Path) -> dict
     }  # fmt: skip
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
-    cmd = [sys.executable, "-m", "hpo.launch", "--study", str(path), "--executor", "local", "--workers", "4",
-           "--trials-per-worker", "1", "--wait", "--no-progress", "--folder", str(folder / "launch")]  # fmt: skip
+    cmd = [sys.executable, "-m", "hpo.launch", "--study", str(path), "--executor", "local", "--workers", str(k),
+           "--trials-per-node", str(k), "--trials-per-gpu", str(k), "--trials-per-worker", str(4 // k),
+           "--wait", "--no-progress", "--folder", str(folder / "launch")]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     env.pop("HPO_STORAGE", None)
     monitor = _GpuMonitor() if device.type == "cuda" and shutil.which("nvidia-smi") else None
@@ -209,9 +221,10 @@ def part_study(device: torch.device, size: dict[str, tp.Any], out: Path) -> dict
         ) from None
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     out_d: dict[str, tp.Any] = {
-        "workers": 4, "device": str(device), "launcher_exit": proc.returncode, "seconds": round(seconds, 1),
+        "k": k, "workers": k, "device": str(device), "launcher_exit": proc.returncode, "seconds": round(seconds, 1),
         "trials": len(trials), "complete": len(done),
-        "trial_seconds": [round((t.datetime_complete - t.datetime_start).total_seconds(), 1) for t in done],
+        "trial_seconds": [round((t.datetime_complete - t.datetime_start).total_seconds(), 1) for t in done
+                          if t.datetime_complete and t.datetime_start],
         "trials_per_hour": round(len(done) / seconds * 3600, 1), "log": str(folder / "launch.log"),
     }  # fmt: skip
     if monitor:
@@ -250,9 +263,11 @@ def _table(results: dict[str, tp.Any]) -> str:
             lines.append(f"  encoder prediction: predict() {r['predict_spectra_per_s']:12,.0f} spectra/s end to end; "
                          f"network on resident data {r['network_resident_spectra_per_s']:12,.0f} spectra/s")  # fmt: skip
         else:
-            lines.append(f"  4-trial study, 4 workers on one {results['device']}: {r['complete']}/4 complete in "
-                         f"{r['seconds']} s ({r['trials_per_hour']} trials/h); trial s {r['trial_seconds']}; "
-                         f"nvidia-smi peak {r.get('nvidia_smi_peak_mb')} MB, {r.get('nvidia_smi_peak_util_pct')} %")  # fmt: skip
+            for s in r["runs"]:
+                lines.append(f"  4-trial study, k={s['k']} workers on one {results['device']}: {s['complete']}/4 complete "
+                             f"in {s['seconds']} s ({s['trials_per_hour']} trials per GPU-hour, {s['vs_k1']}x k=1); "
+                             f"trial s {s['trial_seconds']}; nvidia-smi peak {s.get('nvidia_smi_peak_mb')} MB, "
+                             f"{s.get('nvidia_smi_peak_util_pct')} %")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -263,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="outputs/gpu_check", help="folder for gpu_check.json and the study's files")
     parser.add_argument("--parts", nargs="+", default=["train", "synthesis", "predict", "study"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[60, 1024, 4096])
+    parser.add_argument("--trials-per-gpu", type=int, nargs="+", default=[4, 2, 1], choices=(1, 2, 4),
+                        help="k values of the study part (k workers share the device)")  # fmt: skip
     parser.add_argument("--tests-rc", type=int, default=None, help="exit status of the CUDA tests, for the table")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -281,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": lambda: part_train(device, size, args.batch_sizes),
         "synthesis": lambda: part_synthesis(device, size),
         "predict": lambda: part_predict(device, size),
-        "study": lambda: part_study(device, size, out),
+        "study": lambda: part_study(device, size, out, args.trials_per_gpu),
     }
     failed = False
     for name in args.parts:

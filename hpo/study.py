@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import threading
+import time
 import typing as tp
 import warnings
 from pathlib import Path
@@ -307,7 +308,8 @@ def make_storage(
     Args:
         url: ``None`` (in memory), a storage instance (returned as is), ``journal:PATH``
             (:class:`~optuna.storages.journal.JournalFileBackend`, for shared filesystems with
-            no server), ``sqlite:///PATH`` (local disk; WAL journal and a 60 s busy timeout so
+            no server), ``grpc://HOST:PORT`` (:class:`~optuna.storages.GrpcStorageProxy`: a proxy
+            started by ``python -m hpo.proxy`` holds the database connections), ``sqlite:///PATH`` (local disk; WAL journal and a 60 s busy timeout so
             many workers do not see "database is locked") or any other SQLAlchemy URL such as
             ``postgresql+psycopg://user:pass@host/db`` (psycopg 3; ``postgresql+psycopg2://`` works too; pool pre-ping, a small pool per worker).
         engine_kwargs: SQLAlchemy engine options that replace the defaults above.
@@ -321,6 +323,8 @@ def make_storage(
     if isinstance(url, optuna.storages.BaseStorage):
         return url
     url = os.path.expandvars(url)
+    if url.startswith("grpc://"):
+        return _grpc_storage(url)
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -352,6 +356,49 @@ def make_storage(
         raise HpoError(
             f"storage {mask_url(url)}: cannot open ({type(e).__name__}: {msg.splitlines()[0] if msg else ''})"
         ) from None
+
+
+_GRPC_STORAGES: dict[tuple[str, int], optuna.storages.BaseStorage] = {}  # one channel per proxy and process
+
+
+def _grpc_address(url: str) -> tuple[str, int]:
+    """``(host, port)`` of a ``grpc://HOST:PORT`` URL."""
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(url)
+        host, port = u.hostname, u.port
+    except ValueError:
+        host, port = None, None
+    if not host or port is None or u.path not in ("", "/") or u.query:
+        raise HpoError(f"storage {mask_url(url)!r}: expected grpc://HOST:PORT (a proxy started by python -m hpo.proxy)")
+    return host, port
+
+
+def _grpc_storage(url: str) -> optuna.storages.BaseStorage:
+    """A :class:`~optuna.storages.GrpcStorageProxy` client, once its server answers (60 s at most)."""
+    import warnings
+
+    host, port = _grpc_address(url)
+    cached = _GRPC_STORAGES.get((host, port))
+    if cached is not None:
+        return cached
+    try:
+        importlib.import_module("grpc")  # optional: pip install fspnet[grpc]
+    except ImportError:
+        raise HpoError(f"storage {url}: grpc:// storages need grpcio; pip install 'fspnet[grpc]'") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.GrpcStorageProxy(host=host, port=port)
+        storage.wait_server_ready(timeout=float(os.environ.get("HPO_GRPC_TIMEOUT_S", "60")))
+    except Exception as e:
+        raise HpoError(
+            f"storage {url}: no gRPC storage proxy answers ({type(e).__name__}); start one with "
+            f"python -m hpo.proxy --port {port} (storage URL from $HPO_STORAGE)"
+        ) from None
+    _GRPC_STORAGES[(host, port)] = storage
+    return storage
 
 
 def _create_server_storage(
@@ -441,9 +488,14 @@ def study_lock(storage: str | optuna.storages.BaseStorage | None, name: str) -> 
 
     Used to make the study-wide ``max_trials`` cap exact (count and create a trial atomically) and
     to create a study once. The lock lives where the storage does: a file lock beside an SQLite
-    or journal file, a server lock on PostgreSQL/MySQL, a process lock for in-memory storages.
+    or journal file, a server lock on PostgreSQL/MySQL, a lock made of storage operations for a
+    ``grpc://`` proxy (:func:`_storage_lock`), a process lock for in-memory storages.
     """
     url = os.path.expandvars(storage) if isinstance(storage, str) else None
+    if url is not None and url.startswith("grpc://"):
+        with _storage_lock(make_storage(url), name):
+            yield
+        return
     if url is not None and url.startswith("journal:"):
         path = Path(url[len("journal:") :])
         with _file_lock(path.with_name(path.name + ".hpo-lock")):
@@ -461,6 +513,51 @@ def study_lock(storage: str | optuna.storages.BaseStorage | None, name: str) -> 
     lock = _LOCAL_LOCKS.setdefault((id(storage), name), threading.Lock())
     with lock:
         yield
+
+
+_LOCK_STUDY_PREFIX = "hpo:lock:"
+#: A holder of a storage lock that keeps it this long without releasing it is taken to be dead.
+STORAGE_LOCK_LEASE_S = 300.0
+
+
+@contextlib.contextmanager
+def _storage_lock(storage: optuna.storages.BaseStorage, name: str) -> tp.Iterator[None]:
+    """An exclusive lock named ``name`` built from storage operations alone (for a gRPC proxy,
+    whose clients cannot reach the database's own locks).
+
+    The lock is the one trial of the study ``hpo:lock:<name>``: taking it moves the trial from
+    WAITING to RUNNING, which Optuna's storages do for exactly one caller (a row lock on the
+    database); releasing moves it back. A holder that died inside the body (the bodies are a
+    count and an ``ask()``) leaves it RUNNING: a waiter that sees the same holder (the trial's
+    ``datetime_start``) for :data:`STORAGE_LOCK_LEASE_S` of its own clock takes it over.
+    """
+    study_name = _LOCK_STUDY_PREFIX + name
+    try:
+        study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], study_name)
+    except optuna.exceptions.DuplicatedStudyError:
+        study_id = storage.get_study_id_from_name(study_name)
+    trials = storage.get_all_trials(study_id, deepcopy=False)
+    if not trials:  # two first workers may both add one: the lowest trial id is the lock
+        storage.create_new_trial(study_id, optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING))
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+    lock_id = min(t._trial_id for t in trials)
+    seen: tuple[tp.Any, float] | None = None
+    delay_s = 0.005
+    while not storage.set_trial_state_values(lock_id, optuna.trial.TrialState.RUNNING):
+        holder = storage.get_trial(lock_id).datetime_start
+        now = time.monotonic()
+        if seen is None or seen[0] != holder:
+            seen = (holder, now)
+        elif now - seen[1] > STORAGE_LOCK_LEASE_S:
+            _LOG.warning("storage lock %r: holder since %s never released it; taking it over", name, holder)
+            storage.set_trial_state_values(lock_id, optuna.trial.TrialState.WAITING)
+            seen = None
+        time.sleep(delay_s)
+        delay_s = min(delay_s * 2, 0.2)
+    try:
+        yield
+    finally:
+        storage.set_trial_state_values(lock_id, optuna.trial.TrialState.WAITING)
 
 
 def storage_url(cli_value: str | None) -> str | None:
@@ -641,12 +738,41 @@ def open_study(cfg: StudyConfig, storage: str | optuna.storages.BaseStorage | No
         ) from None
 
 
+#: The study in which ``python -m hpo.proxy`` records the identity of the storage it proxies.
+PROXY_IDENTITY_STUDY = "hpo:storage-identity"
+
+
+def record_proxied_identity(storage: optuna.storages.BaseStorage, url: str) -> None:
+    """Record :func:`storage_identity` of ``url`` in ``storage`` (what ``python -m hpo.proxy``
+    serves), so that workers behind any proxy of one database bind the same study folders."""
+    try:
+        study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], PROXY_IDENTITY_STUDY)
+    except optuna.exceptions.DuplicatedStudyError:
+        study_id = storage.get_study_id_from_name(PROXY_IDENTITY_STUDY)
+    ident = storage_identity(url)
+    if storage.get_study_user_attrs(study_id).get("storage") != ident:
+        storage.set_study_user_attr(study_id, "storage", ident)
+
+
+def proxied_identity(storage: optuna.storages.BaseStorage) -> str | None:
+    """The identity recorded by :func:`record_proxied_identity`, or ``None``."""
+    try:
+        study_id = storage.get_study_id_from_name(PROXY_IDENTITY_STUDY)
+    except KeyError:
+        return None
+    got = storage.get_study_user_attrs(study_id).get("storage")
+    return got if isinstance(got, str) else None
+
+
 def storage_identity(storage: str | optuna.storages.BaseStorage | None) -> str | None:
     """The storage part of a study's identity: the URL without its password, with the file of an
-    SQLite or journal storage made absolute (``None`` for a storage given as an object)."""
+    SQLite or journal storage made absolute, the proxied database's for a ``grpc://`` proxy
+    (:func:`record_proxied_identity`) (``None`` for a storage given as an object)."""
     if not isinstance(storage, str):
         return None
     url = os.path.expandvars(storage)
+    if url.startswith("grpc://"):
+        return proxied_identity(make_storage(url)) or mask_url(url)
     if url.startswith("journal:"):
         return "journal:" + str(Path(url[len("journal:") :]).resolve())
     db = _sqlite_path(url) if "://" in url else None

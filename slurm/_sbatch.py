@@ -8,6 +8,7 @@ new option is one keyword. Everything here is a pure function, tested without a 
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import shlex
 import typing as tp
@@ -15,7 +16,15 @@ import typing as tp
 from hpo.errors import StudyConfigError
 from hpo.study import register_section
 
-__all__ = ["check_slurm_options", "gpus_per_worker", "make_sbatch", "plan_arrays", "slurm_options", "submitit_parameters"]
+__all__ = [
+    "check_slurm_options",
+    "gpus_per_job",
+    "gpus_per_worker",
+    "make_sbatch",
+    "plan_arrays",
+    "slurm_options",
+    "submitit_parameters",
+]
 
 #: Options written into ``#SBATCH`` lines: a newline, blank or quote there ends the line early,
 #: starts a shell command or turns the rest into another option, so only these characters pass.
@@ -37,6 +46,7 @@ def make_sbatch(
     mem_gb: float | None = None,
     cpus_per_task: int = 1,
     gpus_per_task: int | None = None,
+    trials_per_gpu: int = 1,
     constraint: str | None = None,
     log_dir: str = "slurm_logs",
     signal_delay_s: int = 120,
@@ -63,6 +73,9 @@ def make_sbatch(
         cpus_per_task: CPUs per worker (the task asks for ``cpus_per_task × workers_per_task``).
         gpus_per_task: GPUs per worker (the task asks for ``--gres=gpu:N×workers_per_task``;
             Slurm sets CUDA_VISIBLE_DEVICES). ``None``: one per worker when packing, else none.
+        trials_per_gpu: workers sharing one GPU (``k``): the task asks for
+            ``ceil(workers_per_task / k)`` GPUs, worker ``i`` gets GPU ``i // k`` and may use
+            ``1/k`` of its memory (``HPO_GPU_MEMORY_FRACTION``); see :func:`gpus_per_job`.
         log_dir: folder of the ``%x_%A_%a.out`` logs (must exist when the job starts).
         signal_delay_s: seconds of warning (SIGUSR2) before the walltime, to checkpoint.
         setup: shell lines run before the worker (``module load …``, ``source venv/bin/activate``).
@@ -90,7 +103,7 @@ def make_sbatch(
     workers_per_task = int(workers_per_task)
     if workers_per_task < 1:
         raise ValueError(f"workers_per_task must be >= 1, but got {workers_per_task}")
-    gpus = gpus_per_worker(gpus_per_task, workers_per_task) * workers_per_task
+    gpus = gpus_per_job(gpus_per_task, workers_per_task, trials_per_gpu)
     h = ["#!/bin/bash", f"#SBATCH --job-name={job_name}"]
     out = f"{log_dir.rstrip('/')}/%x_%A_%a.out" if array else f"{log_dir.rstrip('/')}/%x_%j.out"
     h += [f"#SBATCH --output={out}", "#SBATCH --open-mode=append", "#SBATCH --requeue"]
@@ -117,6 +130,8 @@ def make_sbatch(
     cmd = [python, "-m", "slurm.worker"]
     if workers_per_task > 1:
         cmd += ["--workers-per-task", str(workers_per_task)]
+    if int(trials_per_gpu) > 1:
+        cmd += ["--trials-per-gpu", str(int(trials_per_gpu))]
     cmd += ["--study", study, "--n-trials", str(int(n_trials)), "--no-progress", *run_args]
     body.append(
         'echo "[hpo] job ${SLURM_JOB_ID} task ${SLURM_ARRAY_TASK_ID:-0} restart ${SLURM_RESTART_COUNT:-0} '
@@ -144,6 +159,29 @@ def gpus_per_worker(gpus_per_task: int | None, workers_per_task: int) -> int:
     if gpus_per_task is None:
         return 1 if workers_per_task > 1 else 0
     return int(gpus_per_task)
+
+
+def gpus_per_job(gpus_per_task: int | None, workers_per_task: int, trials_per_gpu: int = 1) -> int:
+    """GPUs a job (array task) of ``workers_per_task`` packed workers asks for.
+
+    With ``trials_per_gpu = k > 1`` (several workers share a GPU) it is ``ceil(workers_per_task / k)``
+    and each worker uses one GPU; otherwise every worker gets its own :func:`gpus_per_worker`.
+
+    Raises:
+        ValueError: for ``trials_per_gpu < 1``, or ``k > 1`` with more than one GPU per worker.
+
+    Example:
+        >>> gpus_per_job(None, 4, 2), gpus_per_job(None, 3, 2), gpus_per_job(2, 2)
+        (2, 2, 4)
+    """
+    k = int(trials_per_gpu)
+    if k < 1:
+        raise ValueError(f"trials_per_gpu must be >= 1, but got {trials_per_gpu}")
+    if k == 1:
+        return gpus_per_worker(gpus_per_task, workers_per_task) * workers_per_task
+    if gpus_per_task not in (None, 1):
+        raise ValueError(f"trials_per_gpu={k} shares one GPU between workers: gpus_per_task must be 1, but got {gpus_per_task}")
+    return math.ceil(int(workers_per_task) / k)
 
 
 def _sbatch_value_errors(values: tp.Mapping[str, tp.Any], where: str = "slurm") -> list[tuple[str, str]]:
@@ -181,15 +219,26 @@ def check_slurm_options(options: tp.Mapping[str, tp.Any], where: str = "slurm") 
             and not (key == "gpus_per_task" and value is None)
         ):
             errors.append((path, f"must be a non-negative integer, but got {value!r}"))
+        elif key == "trials_per_gpu" and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            errors.append((path, f"must be a positive integer, but got {value!r}"))
         elif key == "mem_gb" and value is not None and (not isinstance(value, (int, float)) or value <= 0):
             errors.append((path, f"must be a positive number of GB, but got {value!r}"))
         elif key == "setup" and (isinstance(value, str) or not all(isinstance(v, str) for v in value)):
             errors.append((path, f"must be a list of shell lines, but got {value!r}"))
         elif key in _SBATCH_KEYS:
             errors += _sbatch_value_errors({key: value}, where)
+    merged = {**valid, **options}
+    if not errors and merged["trials_per_gpu"] > 1 and merged["gpus_per_task"] not in (None, 1):
+        errors.append(
+            (
+                f"{where}.trials_per_gpu",
+                f"{merged['trials_per_gpu']} workers share one GPU, so gpus_per_task must be 1 or unset, "
+                f"but got {merged['gpus_per_task']!r}",
+            )
+        )
     if errors:
         raise StudyConfigError("\n".join(f"{p}: {m}" for p, m in errors), errors)
-    return {**valid, **options}
+    return merged
 
 
 def submitit_parameters(options: tp.Mapping[str, tp.Any], *, gpus_per_job: int, cpus_per_job: int) -> dict[str, tp.Any]:

@@ -40,7 +40,7 @@ from optuna.trial import TrialState
 from hpo.errors import HpoError
 from hpo.study import StudyConfig, add_override_arguments, load_study_config, mask_url, override_list
 from slurm._preempt import PREEMPTED_EXIT_CODE
-from slurm._sbatch import check_slurm_options, gpus_per_worker, make_sbatch, plan_arrays, submitit_parameters
+from slurm._sbatch import check_slurm_options, gpus_per_job, make_sbatch, plan_arrays, submitit_parameters
 
 __all__ = ["JobWorkers", "LaunchSummary", "SlurmLauncher", "max_array_size", "study_counts"]
 
@@ -60,19 +60,22 @@ class JobWorkers:
         argv: the ``hpo.run`` command line (after ``python -m hpo.run``).
         n_workers: workers in this job (the launcher's ``trials_per_node``).
         env: extra environment variables for the workers (no secrets: they are pickled to disk).
+        trials_per_gpu: workers sharing one GPU (:func:`slurm.worker.assign_gpus`).
     """
 
-    def __init__(self, argv: list[str], n_workers: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(self, argv: list[str], n_workers: int = 1, env: dict[str, str] | None = None, trials_per_gpu: int = 1) -> None:
         self.argv = list(argv)
         self.n_workers = int(n_workers)
         self.env = dict(env or {})
+        self.trials_per_gpu = int(trials_per_gpu)
 
     def __call__(self) -> dict[str, tp.Any]:
         from slurm.worker import main as worker_main
         from slurm.worker import visible_gpus
 
         os.environ.update(self.env)
-        code = worker_main(["--workers-per-task", str(self.n_workers), *self.argv])
+        packing = ["--workers-per-task", str(self.n_workers), "--trials-per-gpu", str(self.trials_per_gpu)]
+        code = worker_main([*packing, *self.argv])
         if code == PREEMPTED_EXIT_CODE:
             raise SystemExit(code)  # no result: the requeued job runs again
         if code != 0:
@@ -118,7 +121,8 @@ class SlurmLauncher:
         trials_per_worker: ``--n-trials`` of each worker.
         executor: ``"slurm"`` or ``"local"`` (processes on this machine, same workers).
         trials_per_node: workers per job (GPU packing), each with its own ``gpus_per_task``
-            GPUs (default 1 when packing); ``workers`` is rounded up to a multiple of it.
+            GPUs (default 1 when packing); ``workers`` is rounded up to a multiple of it. The
+            ``slurm:`` option ``trials_per_gpu`` (``--trials-per-gpu``) lets k of them share a GPU.
         storage: storage URL replacing the study's; it reaches the workers as ``HPO_STORAGE`` in
             their environment, never on a command line or in a file.
         slurm: options overriding the study's ``slurm:`` section.
@@ -192,12 +196,13 @@ class SlurmLauncher:
 
     @property
     def gpus_per_job(self) -> int:
-        """GPUs each job asks for: every packed worker gets its own ``gpus_per_task`` (default 1)."""
-        return gpus_per_worker(self.options["gpus_per_task"], self.trials_per_node) * self.trials_per_node
+        """GPUs each job asks for: every packed worker gets its own ``gpus_per_task`` (default 1), or
+        ``ceil(trials_per_node / trials_per_gpu)`` when ``trials_per_gpu`` workers share a GPU."""
+        return gpus_per_job(self.options["gpus_per_task"], self.trials_per_node, self.options["trials_per_gpu"])
 
     def launch(self) -> list[tp.Any]:
         """Submit every job; returns the submitit jobs (also kept in ``self.jobs``)."""
-        worker = JobWorkers(self.worker_argv(), self.trials_per_node, self.env)
+        worker = JobWorkers(self.worker_argv(), self.trials_per_node, self.env, int(self.options["trials_per_gpu"]))
         self.folder.mkdir(parents=True, exist_ok=True)
         with _storage_in_environment(self.storage):
             return self._submit(worker)
@@ -361,6 +366,14 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     p.add_argument(
         "--gpus-per-task", type=int, default=None, help="GPUs per worker (default: 1 each with --trials-per-node > 1, else none)"
     )
+    p.add_argument(
+        "--trials-per-gpu",
+        type=int,
+        default=None,
+        metavar="K",
+        help="K workers of a job share one GPU, each limited to 1/K of its memory (the job asks for "
+        "ceil(trials-per-node / K) GPUs)",
+    )
     p.add_argument("--setup", action="append", default=None, help="shell line run before the workers (repeatable)")
     p.add_argument("--folder", default=None, help="submitit folder for job files and logs")
     p.add_argument(
@@ -373,7 +386,18 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = {
         k: getattr(args, k)
-        for k in ("partition", "account", "qos", "constraint", "time_min", "mem_gb", "cpus_per_task", "gpus_per_task", "setup")
+        for k in (
+            "partition",
+            "account",
+            "qos",
+            "constraint",
+            "time_min",
+            "mem_gb",
+            "cpus_per_task",
+            "gpus_per_task",
+            "trials_per_gpu",
+            "setup",
+        )
         if getattr(args, k) is not None
     }
     try:

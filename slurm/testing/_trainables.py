@@ -80,6 +80,7 @@ def counter_trainable(
             "resume": bool(config.get("resume")),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "worker_index": os.environ.get("HPO_WORKER_INDEX"),
+            "gpu_memory_fraction": os.environ.get("HPO_GPU_MEMORY_FRACTION"),
             "slurm_job": os.environ.get("SLURM_JOB_ID"),
         },
     )

@@ -334,3 +334,22 @@ def test_scontrol_requeue_mid_epoch_resumes_the_same_trial_exactly(slurm_cluster
         lambda e, m: ref.append(m["val_loss"]),
     )
     assert [trial.intermediate_values[e] for e in range(3)] == ref
+
+
+def test_trials_per_gpu_puts_two_workers_on_each_fake_gpu(slurm_cluster, tmp_path):
+    """--trials-per-node 4 --trials-per-gpu 2: one job of 2 GPUs, two workers on each, half the memory each."""
+    _need_gpus(2)
+    study_file = write_study(tmp_path, storage=f"journal:{tmp_path}/study.journal", slurm={"trials_per_gpu": 2})
+    launcher = SlurmLauncher(study_file, workers=4, trials_per_worker=1, trials_per_node=4)
+    assert launcher.gpus_per_job == 2
+    (job,) = launcher.launch()
+    counts = launcher.wait(progress=False, timeout_s=240)
+    assert counts.complete == 4, job.stderr()
+    runs = [_jsonl(trial_dir(study_file, t.number) / "workers.jsonl")[0] for t in load(study_file).get_trials()]
+    on_gpu: dict[str, list[str]] = {}
+    for r in runs:
+        on_gpu.setdefault(r["cuda_visible_devices"], []).append(r["worker_index"])
+    assert len(on_gpu) == 2 and all("," not in d for d in on_gpu), on_gpu  # 2 distinct GPUs, one each
+    assert sorted(map(sorted, on_gpu.values())) == [["0", "1"], ["2", "3"]], on_gpu  # worker i on GPU i // 2
+    assert {r["gpu_memory_fraction"] for r in runs} == {"0.5"}
+    assert len({r["slurm_job"] for r in runs}) == 1
