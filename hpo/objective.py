@@ -68,6 +68,8 @@ class TrialOutcome:
         result: the trainable's return value (empty on failure).
         error: the exception text of a failed trial.
         traceback: its last frames.
+        user_attrs: the trial's user attrs (``result``, ``error``) when the :class:`Objective`
+            defers them to the caller's ``tell`` (``defer_user_attrs``); empty otherwise.
     """
 
     state: TrialState
@@ -75,6 +77,7 @@ class TrialOutcome:
     result: dict[str, tp.Any] = dataclasses.field(default_factory=dict)
     error: str | None = None
     traceback: str | None = None
+    user_attrs: dict[str, tp.Any] = dataclasses.field(default_factory=dict)
 
 
 def trial_seed(base_seed: int, number: int) -> int:
@@ -157,6 +160,10 @@ class Objective:
         trainable: overrides the study's trainable (tests, notebooks).
         hooks: :class:`TrialHook` objects called around every trial.
         worker: this worker's id, recorded with each trial.
+        interrupt: see :attr:`interrupt`.
+        defer_user_attrs: leave the ``result``/``error`` user attrs in ``TrialOutcome.user_attrs``
+            instead of writing them, so that the caller writes them together with its ``tell``
+            (one journal append instead of two, see :func:`hpo.study.coalesced_writes`).
 
     Example:
         >>> obj = Objective(load_study_config("studies/quickstart.yaml"))  # doctest: +SKIP
@@ -170,9 +177,11 @@ class Objective:
         hooks: tp.Sequence[TrialHook] = (),
         worker: str = "",
         interrupt: threading.Event | None = None,
+        defer_user_attrs: bool = False,
     ) -> None:
         self.cfg = cfg
         self.worker = worker
+        self.defer_user_attrs = defer_user_attrs
         #: Set (e.g. by a signal handler) to make the trainable checkpoint at its next batch and return.
         self.interrupt = interrupt if interrupt is not None else threading.Event()
         self.trainable = trainable or cfg.get_trainable()
@@ -318,9 +327,11 @@ class Objective:
             summary["metrics"] = {k: _jsonable(v) for k, v in (result.get("metrics") or {}).items()}
         if outcome.traceback:
             summary["traceback"] = outcome.traceback
-        trial.set_user_attr("result", summary)
-        if outcome.error:
-            trial.set_user_attr("error", outcome.error)
+        outcome.user_attrs = {"result": summary, **({"error": outcome.error} if outcome.error else {})}
+        if not self.defer_user_attrs:
+            for key, value in outcome.user_attrs.items():
+                trial.set_user_attr(key, value)
+            outcome.user_attrs = {}
         write_json(
             run_dir / "result.json",
             {

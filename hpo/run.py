@@ -47,6 +47,7 @@ from hpo.study import (
     add_override_arguments,
     bind_study_dir,
     check_search_space,
+    coalesced_writes,
     create_or_load_study,
     load_study_config,
     make_storage,
@@ -146,7 +147,9 @@ class Worker:
         self.interrupt = threading.Event()
         self.heartbeat: HeartbeatHook = make_heartbeat(self.study, self.worker)
         features = feature_hooks(cfg, self.worker)  # per-trial log line, constraints, max_retries, artifacts, tracking
-        self.objective = Objective(cfg, hooks=[self.heartbeat, *features, *hooks], worker=self.worker, interrupt=self.interrupt)
+        self.objective = Objective(
+            cfg, hooks=[self.heartbeat, *features, *hooks], worker=self.worker, interrupt=self.interrupt, defer_user_attrs=True
+        )
         self.hooks = self.objective.hooks
         self.trial_sources = list(trial_sources)
         self.progress = progress
@@ -202,11 +205,15 @@ class Worker:
         return outcome
 
     def _tell(self, trial: optuna.Trial, outcome: TrialOutcome) -> None:
+        """Write the outcome's user attrs and tell the study, as one journal append (journal storage)."""
         try:
-            if outcome.state == TrialState.COMPLETE:
-                self.study.tell(trial, outcome.values)
-            else:
-                self.study.tell(trial, state=outcome.state)
+            with coalesced_writes(self.storage):
+                for key, value in outcome.user_attrs.items():
+                    trial.set_user_attr(key, value)
+                if outcome.state == TrialState.COMPLETE:
+                    self.study.tell(trial, outcome.values)
+                else:
+                    self.study.tell(trial, state=outcome.state)
         except (RuntimeError, ValueError) as e:
             # e.g. a reaper marked the trial failed while it ran: the storage keeps its verdict.
             _LOG.warning("trial %d: could not record %s (%s)", trial.number, outcome.state.name, e)

@@ -58,6 +58,7 @@ __all__ = [
     "add_override_arguments",
     "bind_study_dir",
     "check_search_space",
+    "coalesced_writes",
     "create_or_load_study",
     "load_study_config",
     "make_pruner",
@@ -479,6 +480,42 @@ def _server_lock(url: str, key: str) -> tp.Iterator[None]:
             conn.commit()
         with contextlib.suppress(Exception):
             conn.close()
+
+
+@contextlib.contextmanager
+def coalesced_writes(storage: optuna.storages.BaseStorage) -> tp.Iterator[None]:
+    """Append the journal records that this thread writes in the body as one append (one file
+    lock, one fsync) when the body ends, even when it raises; other storages write as usual.
+
+    Only for bodies whose writes need not be read back before the body ends (e.g. a finished
+    trial's user attrs followed by its ``tell``): until then the storage does not see them.
+    Other threads (a heartbeat) write through as usual.
+    """
+    from optuna.storages.journal import JournalStorage
+
+    # Not a subclass (the batching uses its internals); nested: the outer body batches already.
+    if type(storage) is not JournalStorage or "_write_log" in vars(storage):
+        yield
+        return
+    owner = threading.get_ident()
+    pending: list[dict[str, tp.Any]] = []
+    write_log = storage._write_log
+
+    def deferred(op_code: int, extra_fields: dict[str, tp.Any]) -> None:
+        if threading.get_ident() != owner:
+            write_log(op_code, extra_fields)
+            return
+        pending.append({"op_code": op_code, "worker_id": storage._replay_result.worker_id, **extra_fields})
+
+    storage._write_log = deferred  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del storage._write_log  # back to the class's method
+        if pending:
+            with storage._thread_lock:
+                storage._backend.append_logs(pending)
+                storage._sync_with_backend()
 
 
 @contextlib.contextmanager

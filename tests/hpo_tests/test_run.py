@@ -220,3 +220,73 @@ def test_worker_interrupt_checkpoints_mid_trial_and_the_resume_matches(write_stu
     history = json.loads((tmp_path / "plain" / "metrics.json").read_text())
     assert final.state == TrialState.COMPLETE and final.value == plain["metrics"]["val_loss"]
     assert [final.intermediate_values[e] for e in range(6)] == [h["val_loss"] for h in history]
+
+
+def _count_appends(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count ``JournalFileBackend.append_logs`` calls (each one file lock and one fsync)."""
+    from optuna.storages.journal import JournalFileBackend
+
+    calls: list[int] = []
+    append_logs = JournalFileBackend.append_logs
+
+    def counted(self: JournalFileBackend, logs: list[dict[str, object]]) -> None:
+        calls.append(len(logs))
+        append_logs(self, logs)
+
+    monkeypatch.setattr(JournalFileBackend, "append_logs", counted)
+    return calls
+
+
+def test_journal_appends_per_trial_match_raw_optuna(write_study, tmp_path, monkeypatch):
+    """hpo.run's trial loop appends to the journal as often as raw Optuna's (issue 16): the
+    ``result`` user attr goes out with the trial's ``tell`` in one append."""
+    from hpo.testing import instant
+
+    n = 4
+    path = write_study(
+        storage=f"journal:{tmp_path / 'hpo.log'}",
+        trainable="hpo.testing:instant",
+        sampler={"name": "RandomSampler", "configs": {"seed": 1}},
+        pruner="none",
+        config={"epochs": 3},
+        tune_params={
+            "x": {"suggest": "float", "kwargs": {"low": -5, "high": 5}, "path": "x"},
+            "y": {"suggest": "float", "kwargs": {"low": -5, "high": 5}, "path": "y"},
+        },
+    )
+    worker = Worker(load_study_config(path), progress=False)  # creates the study: not counted
+    calls = _count_appends(monkeypatch)
+    summary = worker.run(n)
+    hpo_appends = len(calls)
+    assert summary.n_complete == n and sum(calls) - hpo_appends == n  # one batched pair per trial
+    trials = worker.study.get_trials()
+    assert all(t.user_attrs["result"]["worker"] == worker.worker for t in trials)
+
+    raw = optuna.create_study(
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "raw.log"))),
+        sampler=optuna.samplers.RandomSampler(seed=1),
+    )
+    calls.clear()
+
+    def objective(trial: optuna.Trial) -> float:
+        config = {"x": trial.suggest_float("x", -5, 5), "y": trial.suggest_float("y", -5, 5), "epochs": 3}
+        result = instant(config, lambda epoch, metrics: trial.report(metrics["val_loss"], epoch))
+        return float(result["metrics"]["val_loss"])
+
+    raw.optimize(objective, n_trials=n)
+    assert hpo_appends == len(calls) == n * (1 + 2 + 3 + 1)  # create, 2 params, 3 epochs, tell
+
+
+def test_failed_trial_error_attr_is_written_with_its_tell(write_study, tmp_path, monkeypatch):
+    path = write_study(
+        storage=f"journal:{tmp_path / 'hpo.log'}",
+        sampler={"name": "RandomSampler", "configs": {"seed": 3}},
+        tune_params={"fail": {"suggest": "cat", "kwargs": {"choices": [True]}, "path": "fail"}},
+        pruner="none",
+    )
+    worker = Worker(load_study_config(path), progress=False)
+    calls = _count_appends(monkeypatch)
+    assert worker.run(1).n_failed == 1
+    assert calls[-1] == 3  # result, error, state in one append
+    (trial,) = worker.study.get_trials()
+    assert trial.state == TrialState.FAIL and trial.user_attrs["error"].startswith("RuntimeError: linear_regression")
