@@ -36,33 +36,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DEV_PG_URL = "postgresql+psycopg2://optuna:optuna@127.0.0.1:5432/optuna"
+from bench_scale import DEV_PG_URL, _write_study  # noqa: E402  (this folder is on sys.path)
 
 
 def _env(**extra: str) -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     return {**os.environ, "PYTHONPATH": path, **extra}
-
-
-def _write_study(folder: Path, name: str, storage: str) -> Path:
-    import yaml
-
-    study = {
-        "name": name,
-        "output_dir": str(folder / "out"),
-        "storage": storage,
-        "metric": "val_loss",
-        "direction": "minimize",
-        "pruner": "none",
-        "sampler": {"name": "RandomSampler"},
-        "trainable": "hpo.testing:instant",
-        "config": {"epochs": 1},
-        "collate_results": False,
-        "tune_params": {"x": {"state": True, "suggest": "float", "kwargs": {"low": -1.0, "high": 1.0}, "path": "x"}},
-    }
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(study, sort_keys=False))
-    return path
 
 
 def _connections(engine: tp.Any, app: str) -> int:
@@ -100,7 +79,9 @@ def run(mode: str, workers: int, trials_per_worker: int, pg: str, db_connections
     else:
         url = marked
     monitor = sqlalchemy.create_engine(pg, poolclass=sqlalchemy.pool.NullPool)
-    study_file = _write_study(folder, name, "${HPO_STORAGE}")  # the URL stays off the command line
+    study_file = _write_study(
+        folder, "${HPO_STORAGE}", "hpo.testing:instant", {"epochs": 1}, name=name
+    )  # the URL stays off the command line
     cmd = [sys.executable, "-m", "hpo.run", "--study", str(study_file), "--n-trials", str(trials_per_worker)]
     cmd += ["--no-progress", "--no-collate", "--log-level", "WARNING"]
     t0 = time.perf_counter()

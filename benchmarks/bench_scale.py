@@ -35,10 +35,11 @@ sys.path.insert(0, str(REPO))
 DEV_PG_URL = "postgresql+psycopg2://optuna:optuna@127.0.0.1:5432/optuna"
 
 
-def _write_study(folder: Path, storage: str, trainable: str, config: dict[str, tp.Any]) -> Path:
+def _write_study(folder: Path, storage: str, trainable: str, config: dict[str, tp.Any], name: str | None = None) -> Path:
+    """A one-parameter study file over ``trainable`` in ``folder``; also used by bench_grpc_proxy.py."""
     import yaml
 
-    name = f"bench{uuid.uuid4().hex[:8]}"
+    name = name or f"bench{uuid.uuid4().hex[:8]}"
     study = {
         "name": name,
         "output_dir": str(folder / "out"),
