@@ -47,9 +47,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
 from torch.nn import functional as F
 
-from fspnet.config import from_dict
-from fspnet.nets import build_network, decoder_config
-from fspnet.train import _optimizer, _train_epoch
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository's fspnet
+
+from fspnet.config import from_dict  # noqa: E402
+from fspnet.nets import build_network, decoder_config  # noqa: E402
+from fspnet.train import _optimizer, _train_epoch  # noqa: E402
 
 N_PARAMS, N_BINS = 5, 240
 

@@ -417,11 +417,13 @@ class Synthesizer:
     """
 
     def __init__(self, config: SynthesizeConfig | dict[str, tp.Any] | None = None) -> None:
+        from fspnet._memory import retain_freed_memory
         from fspnet.physics import energy_grid
         from fspnet.response import Folder, Grouping, Response, read_pha
 
         cfg = config if isinstance(config, SynthesizeConfig) else validate_config(config)
         self.config = cfg
+        retain_freed_memory()  # each chunk allocates and frees ~100 MB of model temporaries
         self.model = build_model(cfg)
         self.param_names = list(self.model.param_names)
         self.edges = energy_grid(cfg.model.n_bins, cfg.model.low_kev, cfg.model.high_kev)
@@ -492,7 +494,8 @@ class Synthesizer:
     def expected_rate(self, params: np.ndarray) -> np.ndarray:
         """[n, G] expected source count rate per group (counts s^-1) for physical ``params`` [n, P]."""
         with torch.no_grad():
-            flux = self.model(self.edges, torch.as_tensor(params, dtype=torch.float64))
+            # only the model bins that reach the response (a third of the grid is not folded)
+            flux = self.model(self.edges, torch.as_tensor(params, dtype=torch.float64), bins=self.folder.model_range)
             return self.folder.counts_rate(flux).numpy()
 
     def simulate(
@@ -617,8 +620,10 @@ class Synthesizer:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")  # fork is unsafe after torch has started threads
+        # The prescreen's table (~4,000 model evaluations) is made once here, not by every worker.
+        screen = self._screen() if self.config.prescreen and self.config.min_counts > 0 else None
         with concurrent.futures.ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(self.config,)
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(self.config, screen)
         ) as pool:
             pending: list[concurrent.futures.Future] = []
             nxt = 0
@@ -712,10 +717,12 @@ class Synthesizer:
 _WORKER: Synthesizer | None = None
 
 
-def _init_worker(config: SynthesizeConfig) -> None:
+def _init_worker(config: SynthesizeConfig, screen: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
     global _WORKER
     torch.set_num_threads(1)
     _WORKER = Synthesizer(config)
+    if screen is not None:  # the parent's prescreen table: the same config, the same table
+        _WORKER._screen_table, _WORKER._screen_checked = screen, True
 
 
 def _worker_chunk(index: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:

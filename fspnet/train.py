@@ -380,6 +380,8 @@ def train(
         "final_train_loss": history[-1]["train_loss"] if history else math.nan,
         "final_val_loss": history[-1]["val_loss"] if history else math.nan,
     }
+    if stopped != "interrupted":
+        summary["inference_cost"] = _inference_cost(model, cfg, p_val if cfg.stage == "decoder" else x_val)
     log.info(
         "%s: stopped (%s) after %d epochs; best val %.4g at epoch %d",
         cfg.stage, stopped, state["epoch"], state["best_val_loss"], state["best_epoch"],
@@ -634,6 +636,19 @@ def _build(source: tp.Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
     if math.prod(got) != math.prod(out_shape):
         raise ConfigError(f"{where}: the network maps {in_shape} to {got}, but this stage needs {out_shape}")
     return model
+
+
+def _inference_cost(model: Network, cfg: Config, x: torch.Tensor | None) -> float:
+    """``model``'s forward time over that of FSP-Net's default network of the stage, on up to
+    1,000 validation inputs (:func:`fspnet.nets.relative_cost`): a study can constrain it."""
+    from fspnet import nets
+
+    if x is None or len(x) == 0:
+        return math.nan
+    n_in, n_out = int(x.shape[1]), math.prod(model.output_shape)
+    default = nets.decoder_config(n_bins=n_out) if cfg.stage == "decoder" else nets.encoder_config(n_params=n_out)
+    reference = _build(default, (n_in,), (n_out,), where="FSP-Net's default network").to(x.device)
+    return nets.relative_cost(model, reference, x[:1000])
 
 
 def _freeze(decoder: nn.Module) -> None:

@@ -363,6 +363,12 @@ def constraint_keys(constraints: tp.Sequence[dict[str, tp.Any]]) -> list[str]:
     return [f"{c['metric']}{op}{c[key]}" for c in constraints for key, op in (("max", "<="), ("min", ">=")) if key in c]
 
 
+def feasible(trial: FrozenTrial) -> bool:
+    """Whether every constraint recorded for ``trial`` holds (``<= 0``); a trial without any does."""
+    values = trial.user_attrs.get(CONSTRAINTS_ATTR) or []
+    return all(float(v) <= 0 for v in values)
+
+
 def constraints_func(trial: FrozenTrial) -> list[float]:
     """``constraints_func`` of the samplers: the trial's recorded :data:`CONSTRAINTS_ATTR`."""
     values = trial.user_attrs.get(CONSTRAINTS_ATTR)

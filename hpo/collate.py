@@ -26,6 +26,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo._features import feasible
 from hpo._heartbeat import reap_dead_trials
 from hpo.errors import HpoError
 from hpo.study import (
@@ -64,7 +65,8 @@ class CollateSummary:
 
 
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """COMPLETE trials, best first (multi-objective: Pareto front first, then by first objective)."""
+    """COMPLETE trials, best first: those meeting the study's ``constraints`` before the others,
+    then by value (multi-objective: Pareto front first, then by first objective)."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     signs = [1.0 if d == optuna.study.StudyDirection.MINIMIZE else -1.0 for d in study.directions]
 
@@ -72,9 +74,9 @@ def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
         return tuple(s * v for s, v in zip(signs, t.values))
 
     if len(signs) == 1:
-        return sorted(done, key=lambda t: (key(t), t.number))
+        return sorted(done, key=lambda t: (not feasible(t), key(t), t.number))
     front = {t.number for t in study.best_trials}
-    return sorted(done, key=lambda t: (t.number not in front, key(t), t.number))
+    return sorted(done, key=lambda t: (not feasible(t), t.number not in front, key(t), t.number))
 
 
 #: Where a trial records its params, seed and the whole config its trainable received.

@@ -25,6 +25,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from hpo._scratch import TrialScratch
 from hpo.errors import HpoError
 from hpo.space import apply_params, suggest
 from hpo.study import StudyConfig
@@ -201,6 +202,12 @@ class Objective:
     def run(self, trial: optuna.Trial, resume: bool = False) -> TrialOutcome:
         """Train one trial and record its user attrs; never raises for a failing trainable.
 
+        With ``scratch`` on in the study (:mod:`hpo._scratch`) the trainable runs in the node's
+        scratch folder: a resume first restores the shared copy there, an interruption copies
+        the whole scratch folder to the shared one before any hook's ``on_train_end`` (which may
+        requeue the job), and the end of the trial copies the ``copy_back`` files back. Hooks
+        always see the shared trial folder.
+
         Args:
             trial: a RUNNING trial, from ``study.ask()`` or resumed by number.
             resume: continue from the checkpoint in the trial's run directory.
@@ -213,6 +220,7 @@ class Objective:
         pruned = False
         values_seen: list[float] = []
         single = not cfg.multi_objective
+        scratch: TrialScratch | None = None
 
         def callback(epoch: int, metrics: dict[str, float]) -> set[str]:
             nonlocal pruned
@@ -231,7 +239,16 @@ class Objective:
 
         try:
             params = self.params_for(trial)
-            config = self.config_for(params, run_dir=run_dir, seed=seed, resume=resume)
+            record: dict[str, tp.Any] = {}
+            if cfg.scratch.enabled:
+                scratch = TrialScratch(cfg.scratch, cfg.name, run_dir)
+                scratch.begin(resume)
+                config, staged = scratch.stage(self.config_for(params, run_dir=scratch.run_dir, seed=seed, resume=resume))
+                # trial.json keeps the shared paths: what report, collate and train_best rerun.
+                shared_config = self.config_for(params, run_dir=run_dir, seed=seed, resume=resume)
+                record = {"scratch": scratch.record(staged)}
+            else:
+                config = shared_config = self.config_for(params, run_dir=run_dir, seed=seed, resume=resume)
             if resume:
                 trial.set_user_attr("resumed", int(trial.user_attrs.get("resumed", 0)) + 1)
             write_json(
@@ -242,12 +259,19 @@ class Objective:
                     "params": params,
                     "paths": {p.name: p.path for p in cfg.tune_params if p.name in params},
                     "seed": seed,
-                    "config": config,
+                    "config": shared_config,
+                    **record,
                 },
+                # Not fsynced: result.json (durable; its folder fsync also commits this rename)
+                # is the record, the storage holds the params, a resume rewrites this file and
+                # collate recomputes the config when a crash left it missing or empty.
+                durable=False,
             )  # best_params.json carries it
             for hook in self.hooks:
                 hook.on_trial_start(trial, run_dir, resume)
             result = self._train(config, callback)
+            if scratch is not None and (self.interrupt.is_set() or _stopped(result) == "interrupted"):
+                scratch.save_checkpoint()  # to shared storage first: a hook may requeue the job next
             for hook in self.hooks:
                 hook.on_train_end(trial, result)
             if not isinstance(result, dict):
@@ -264,8 +288,17 @@ class Objective:
             outcome = TrialOutcome(
                 TrialState.FAIL, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=-8)[-4000:]
             )
+        except BaseException:  # interrupted, preempted, Ctrl-C: the trial may resume, on any node
+            if scratch is not None:
+                _keep_on_shared(scratch, trial.number)
+            raise
         finally:
             _release_gpu_memory()
+        if scratch is not None:
+            try:
+                scratch.finish()
+            except OSError as e:  # the outcome is recorded all the same; the scratch copy stays
+                _LOG.warning("trial %d: copying %s back to %s failed: %s", trial.number, scratch.run_dir, run_dir, e)
         self._record(trial, outcome, time.perf_counter() - t0, seed)
         for hook in self.hooks:
             hook.on_trial_end(trial, outcome)
@@ -343,6 +376,20 @@ class Objective:
                 "provenance": prov,
             },
         )
+
+
+def _stopped(result: tp.Any) -> tp.Any:
+    return result.get("stopped") if isinstance(result, dict) else None
+
+
+def _keep_on_shared(scratch: TrialScratch, number: int) -> None:
+    """Copy an interrupted trial's scratch folder to its shared folder, then remove it."""
+    try:
+        scratch.save_checkpoint()  # a no-op for files already copied before the hooks ran
+    except OSError as e:
+        _LOG.error("trial %d: could not copy its checkpoint from %s to %s: %s", number, scratch.run_dir, scratch.shared_dir, e)
+        return  # keep the scratch copy: it is the only one
+    scratch.remove()
 
 
 def _metric(metrics: dict[str, float], name: str) -> float:

@@ -40,6 +40,7 @@ if tp.TYPE_CHECKING:
 
 from hpo import _features
 from hpo._plugins import load_entry_points
+from hpo._scratch import ScratchSection, check_stage_keys
 from hpo.errors import HpoError, StudyConfigError
 from hpo.space import TuneParam, apply_params, parse_tune_params
 from runtools.io import read_mapping, write_json
@@ -182,6 +183,9 @@ class _StudyFile:
     append_params: bool = field(True, None, "append name=value pairs to collated file names")
     keep_top_k: int = field(3, _int_at_least(0), "weights of the best k trials kept in collated/")
     train_best: _TrainBestSection | None = field(None, None, "{seeds, config}: final training of the best params")
+    scratch: ScratchSection | None = field(
+        None, None, "{dir: auto|PATH|null, stage: [config keys], copy_back: [patterns]}: train in node-local scratch"
+    )
 
 
 _STUDY_FIELDS = frozenset(f.name for f in dataclasses.fields(_StudyFile))
@@ -245,6 +249,8 @@ class StudyConfig:
     raw: dict[str, tp.Any] = dataclasses.field(default_factory=dict)
     #: enqueue, warm_start, constraints, max_retries, artifacts, tracking (see :mod:`hpo._features`).
     features: _features.Features = dataclasses.field(default_factory=_features.Features)
+    #: Node-local scratch (see :mod:`hpo._scratch`); ``scratch.enabled`` is false by default.
+    scratch: ScratchSection = dataclasses.field(default_factory=ScratchSection)
 
     @property
     def study_dir(self) -> Path:
@@ -1062,6 +1068,11 @@ def load_study_config(
     base_config: dict[str, tp.Any] = {}
     if check_trainable and not any(k in ("trainable", "config", "config_file") for k, _ in errors):
         base_config = _check_trainable(trainable_name, config, cfile, params, quick, err)
+    scratch = top.scratch or ScratchSection()
+    if scratch.enabled and base_config:
+        from hpo.trainables import get_trainable
+
+        errors += check_stage_keys(scratch, base_config, get_trainable(trainable_name).has_path)
 
     if errors:
         lines = "\n".join(f"  {path}: {k}: {m}" for k, m in errors)
@@ -1091,6 +1102,7 @@ def load_study_config(
         train_best=train_best,
         raw=raw,
         features=features,
+        scratch=scratch,
     )
 
 

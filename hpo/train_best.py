@@ -62,6 +62,7 @@ def train_best(
     study: optuna.Study | None = None,
     storage: str | None = None,
     render: bool = True,
+    only: int | None = None,
 ) -> dict[str, tp.Any]:
     """Train the best trial's parameters with ``seeds`` seeds and summarise the metric.
 
@@ -71,6 +72,9 @@ def train_best(
         study: the loaded study (default: opened from ``storage`` or ``cfg.storage``).
         storage: a storage URL replacing the file's.
         render: re-render ``report.html`` with the summary.
+        only: train just the ``only``-th of the seeds (seed = study seed + ``only``) and write no
+            summary: seeds then train in parallel (one process or job each), and a run without
+            ``only`` resumes the finished runs at once and writes the summary.
 
     Returns:
         The summary written to ``best/summary.json``: ``study``, ``trial``, ``metric``,
@@ -87,13 +91,15 @@ def train_best(
     if best is None:
         raise HpoError(f"study {cfg.name!r} has no completed trial yet; run python -m hpo.run --study {cfg.path} first")
     n_seeds = int(seeds or cfg.train_best.get("seeds", 3))
+    if only is not None and not 0 <= only < n_seeds:
+        raise HpoError(f"seed index {only} is not one of the {n_seeds} seeds (0 to {n_seeds - 1})")
     trainable = cfg.get_trainable()
     base = _deep_update(cfg.base_config, cfg.train_best.get("config") or {})
     config = apply_params(base, cfg.tune_params, best["params"])
     trainable.check_config(config)
     metric = cfg.metrics[0]
     runs: list[dict[str, tp.Any]] = []
-    for k in range(n_seeds):
+    for k in range(n_seeds) if only is None else [only]:
         seed = cfg.seed + k
         run_dir = cfg.study_dir / "best" / f"seed-{seed}"
         resume = run_dir.is_dir() and any(run_dir.iterdir())
@@ -109,6 +115,8 @@ def train_best(
             }
         )
     values = [r["value"] for r in runs]
+    if only is not None:
+        return {"study": cfg.name, "trial": best["trial"], "metric": metric, "runs": runs}
     summary = {
         "study": cfg.name,
         "trial": best["trial"],
@@ -225,6 +233,13 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hpo-train-best", description="Retrain a study's best parameters with several seeds.")
     parser.add_argument("--study", required=True, help="study YAML")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default: train_best.seeds, else 3)")
+    parser.add_argument(
+        "--seed-index",
+        type=int,
+        default=None,
+        metavar="K",
+        help="train only the K-th seed (0-based) and write no summary: seeds in parallel; rerun without it to summarise",
+    )
     parser.add_argument("--storage", default=None, help="storage URL replacing the file's (default $HPO_STORAGE)")
     parser.add_argument(
         "--install",
@@ -250,6 +265,8 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.install_seed is not None or args.evaluation) and not args.install:
         parser.error("--install-seed and --evaluation need --install DIR")
+    if args.seed_index is not None and args.install:
+        parser.error("--seed-index trains one seed and writes no summary; install from a run without it")
     args.storage = storage_url(args.storage)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -257,7 +274,11 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     try:
         cfg = load_study_config(args.study, storage=args.storage, overrides=override_list(args))
         evaluation = _read_evaluation(args.evaluation) if args.evaluation else None  # before hours of training
-        s = train_best(cfg, seeds=args.seeds, storage=args.storage)
+        s = train_best(cfg, seeds=args.seeds, storage=args.storage, only=args.seed_index)
+        if args.seed_index is not None:
+            (r,) = s["runs"]
+            print(f"{cfg.name}: seed {r['seed']} of trial {s['trial']}: {s['metric']} = {r['value']:.5g}  ({r['run_dir']})")
+            return 0
         if args.install:
             installed = install_best(cfg, s, args.install, seed=args.install_seed, evaluation=evaluation)
     except (HpoError, ValueError) as e:

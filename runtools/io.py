@@ -22,7 +22,7 @@ _HOST = socket.gethostname().replace(os.sep, "_") or "host"
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> tp.Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], durable: bool = True) -> tp.Iterator[Path]:
     """Yield a temporary path in the target's folder; fsync it and rename it onto ``path`` on success.
 
     Nothing is left behind when the body raises, so readers never see a half-written file; the
@@ -30,23 +30,65 @@ def atomic_path(path: str | os.PathLike[str]) -> tp.Iterator[Path]:
     this returns, so a crash leaves either the old file or the new one. Temp files left by
     writers of the same target that were killed are removed first.
 
+    With ``durable=False`` both fsyncs are skipped (two of the costliest syscalls on a busy
+    disk): readers still never see a half-written file, but after a machine crash (not a
+    killed process) the target may be missing, old, or empty. Only for files that are
+    rewritten or recomputed when needed, whose loss a reader handles (e.g. a trial's
+    ``trial.json``: the storage holds its params and a resume rewrites it).
+
     Example:
         >>> with atomic_path("model.safetensors") as tmp:  # doctest: +SKIP
         ...     save_file(tensors, tmp)
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(target)
-    tmp = target.parent / f".{target.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = _temp_for(target)
     # O_EXCL: never share a temp file; mode 0o666 lets the umask decide, like open() does.
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    try:
+    with _replacing(tmp, target, durable):
         yield tmp
-        _fsync_file(tmp)
+        if durable:
+            _fsync_file(tmp)
+
+
+@contextlib.contextmanager
+def _replacing(tmp: Path, target: Path, durable: bool) -> tp.Iterator[None]:
+    """Rename ``tmp`` over ``target`` when the block succeeds (then fsync the folder when
+    ``durable``); remove ``tmp`` when it fails."""
+    renamed = False
+    try:
+        yield
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        renamed = True
+        if durable:
+            _fsync_dir(target.parent)
     finally:
-        tmp.unlink(missing_ok=True)
+        if not renamed:
+            tmp.unlink(missing_ok=True)
+
+
+def _temp_for(target: Path) -> Path:
+    """Make the target's folder, remove stale temp files of the target, name a new one."""
+    if not target.parent.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(target)
+    return target.parent / f".{target.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+def _write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool) -> None:
+    """:func:`atomic_path` for bytes in hand: written and fsynced through the one O_EXCL
+    descriptor (four fewer opens and closes per file than writing to the yielded path)."""
+    target = Path(path)
+    tmp = _temp_for(target)
+    with _replacing(tmp, target, durable):
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def remove_stale_temp_files(target: str | os.PathLike[str]) -> list[Path]:
@@ -111,15 +153,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+def write_text(path: str | os.PathLike[str], text: str, durable: bool = True) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically; ``durable=False`` skips the fsyncs (see :func:`atomic_path`)."""
+    _write_bytes(path, text.encode("utf-8"), durable)
 
 
-def write_json(path: str | os.PathLike[str], obj: tp.Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
+def write_json(path: str | os.PathLike[str], obj: tp.Any, durable: bool = True) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically; ``durable=False`` skips the fsyncs."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n", durable=durable)
 
 
 def _jsonable(obj: tp.Any) -> tp.Any:

@@ -55,8 +55,9 @@ import typing as tp
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "scripts"):  # the toolkit, and campaign_tables beside this file
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 PY = "python"  # printed; the run uses sys.executable
 STUDIES = {"decoder": REPO / "studies" / "fspnet_decoder.yaml", "encoder": REPO / "studies" / "fspnet_encoder.yaml"}
@@ -89,15 +90,15 @@ class Plan:
     root: Path
     data_dir: Path
     seed: int = 0
-    seeds: int = 3
+    seeds: int = 2
     workers: int = 2
-    trials_per_worker: int = 24
-    n_train: int = 100_000
+    trials_per_worker: int = 20
+    n_train: int = 50_000
     n_heldout: int = 2_000
-    bench: tuple[int, int, int] = (40, 10_000, 27)  # trials, subset, max epochs
-    decoder_epochs: int = 70  # most epochs of the default decoder: the found one's train_best budget
+    bench: tuple[int, int, int] = (40, 3_000, 27)  # trials, subset, max epochs
+    decoder_epochs: int = 36  # most epochs of the default decoder: the found one's train_best budget
     encoder_epochs: int = 45
-    decoder_patience: int = 15
+    decoder_patience: int = 10
     encoder_patience: int = 10
     eval_args: tuple[str, ...] = ()
     bench_sets: tuple[str, ...] = ()
@@ -548,6 +549,28 @@ def measure(data: Path, n: int, out: Path, decoder_run: Path | None = None) -> d
     return results
 
 
+def write_tables(plan: Plan, doc: Path = REPO / "docs" / "campaign.md") -> None:
+    """Put the result tables of what has run so far into ``doc`` (:mod:`campaign_tables`)."""
+    import campaign_tables
+
+    evals = plan.root / "evaluation"
+    decoder, encoder = study_dir(plan, "decoder"), study_dir(plan, "encoder")
+    block = campaign_tables.render(
+        studies={
+            "fspnet_decoder, first run without the inference-time constraint": decoder.with_name(decoder.name + "_unconstrained"),
+            "fspnet_decoder": decoder,
+            "fspnet_encoder": encoder,
+        },
+        finals={"found decoder": decoder, "found encoder": encoder},
+        bench=plan.root / "bench_pruning",
+        found_decoder=decoder,
+        evals=evals,
+        encoders={"found": evals / "found", "FSP-Net default": evals / "default", "shipped before": evals / "shipped"},
+    )
+    campaign_tables.update_doc(doc, block)
+    print(f"wrote the result tables into {doc}")
+
+
 def main(argv: tp.Sequence[str] | None = None) -> int:
     """Parse the arguments, then print or run the campaign."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -558,6 +581,12 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the data (held-out: +1) and the first training [0]")
     parser.add_argument("--seeds", type=int, default=None, help="seeds of every final training [3]")
     parser.add_argument("--n-train", type=int, default=None, help="training spectra [100000]")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of the steps that use 2 [2]; 1 when other work shares the cores (idle OpenMP threads spin)",
+    )
     parser.add_argument("--from", dest="first", default=None, help="first step to run")
     parser.add_argument("--to", dest="last", default=None, help="last step to run")
     parser.add_argument("--only", nargs="+", default=None, help="run only these steps")
@@ -579,6 +608,11 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
         type=Path,
         default=None,
         help="decoder run the encoders of --measure train through (the decoder study's winner)",
+    )
+    parser.add_argument(
+        "--tables",
+        action="store_true",
+        help="instead: write the result tables of what has run into docs/campaign.md (between its markers)",
     )
     args = parser.parse_args(argv)
     if args.hyperband_fraction:
@@ -608,8 +642,13 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
             plan.bench_sets = (f"config.data.path={plan.train_h5}",)
     plan.seed = args.seed
     plan.seeds = args.seeds or plan.seeds
+    if args.tables:
+        write_tables(plan)
+        return 0
     plan.n_train = args.n_train or plan.n_train
     all_steps = steps(plan)
+    if args.threads is not None:
+        all_steps = [dataclasses.replace(st, threads=min(st.threads, args.threads)) for st in all_steps]
     names = [st.name for st in all_steps]
     for opt, value in (("--from", args.first), ("--to", args.last), *(("--only", v) for v in args.only or [])):
         if value is not None and value not in names:

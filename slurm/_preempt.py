@@ -15,7 +15,10 @@ default), and submitit's ``job._interrupt()`` sends SIGTERM then SIGUSR2. The fl
 3. Right after the trainable returns (``TrialHook.on_train_end``) the hook marks the trial
    suspended (it stays RUNNING; the reaper grants it ``suspend_grace_s``), requeues the job on
    SIGUSR2 (``scontrol requeue``; Slurm requeues preempted jobs itself) and ends the worker with
-   :class:`TrialPreempted` — nothing is told to the study.
+   :class:`TrialPreempted` — nothing is told to the study. With node-local scratch
+   (``scratch:`` in the study file, :mod:`hpo._scratch`) the objective has copied the trial's
+   whole scratch folder to its shared one before this hook runs, so the requeued job resumes
+   it from shared storage on whatever node it lands.
 4. On restart the job has the same :func:`slurm_worker_key`; the hook's trial source
    (:func:`claim_own_trials`) finds the suspended trial and the worker runs it again as the same
    Optuna trial (same number, params and Hyperband bracket) with the trainable's

@@ -77,8 +77,17 @@ composite layers inlined) so a run directory rebuilds its network from the input
 from __future__ import annotations
 
 from fspnet.nets._builder import LAYER_TYPES, build_network
+from fspnet.nets._cost import relative_cost
 from fspnet.nets._netloader import LAYER_TYPES as NETLOADER_LAYER_TYPES
 from fspnet.nets._network import Network
 from fspnet.nets._templates import decoder_config, encoder_config
 
-__all__ = ["LAYER_TYPES", "NETLOADER_LAYER_TYPES", "Network", "build_network", "decoder_config", "encoder_config"]
+__all__ = [
+    "LAYER_TYPES",
+    "NETLOADER_LAYER_TYPES",
+    "Network",
+    "build_network",
+    "decoder_config",
+    "encoder_config",
+    "relative_cost",
+]

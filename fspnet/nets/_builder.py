@@ -467,6 +467,10 @@ def _sequence(parts: list[tuple[str, nn.Module | None]]) -> nn.Sequential:
 def _tail(layer: dict, ctx: _Context, channels: int, activation: nn.Module, dropout: type) -> list[tuple[str, nn.Module | None]]:
     """Optional dropout, batch norm and activation, in FSP-Net's order."""
     use_dropout = layer.get("dropout") and ctx.dropout_prob > 0
+    # In place on the fresh output of the layer, dropout or batch norm before it (none of which
+    # keeps its output for backward): the backward pass then takes the derivative from the
+    # result instead of recomputing exp(x), ~5 % of a decoder training step at batch 1024.
+    activation.inplace = True  # type: ignore[assignment]  # ELU and SELU both have it
     return [
         ("dropout", dropout(ctx.dropout_prob) if use_dropout else None),
         ("batch_norm", nn.BatchNorm1d(channels) if layer.get("batch_norm") else None),

@@ -28,14 +28,14 @@ other dtypes and larger hidden sizes use PyTorch's own implementation. Results m
 
 from __future__ import annotations
 
-import ctypes
-import sys
 import typing as tp
 
 import numpy as np
 import torch
 from scipy.special import expit
 from torch import Tensor
+
+from fspnet._memory import retain_freed_memory
 
 
 def _reverse_linear_scan(coeff: Tensor, value: Tensor) -> Tensor:
@@ -151,7 +151,8 @@ class _ScalarGRULayer(torch.autograd.Function):
         gates[:, 2] = (2 * (b_n - w_n))[:, None]
         _project(xs, 2 * w_ih[:, 2], 2 * b_ih[:, 2], gates[:, 3])
         w_rzm = torch.stack([2 * w_r, 2 * w_z, 4 * w_n])[..., None]  # [3, D, 1]
-        u_all = xs.new_full((steps + 1, n_dir, batch), 0.5)  # [T+1, D, N]; h_0 = 0
+        u_all = xs.new_empty(steps + 1, n_dir, batch)  # [T+1, D, N]; the loop fills rows 1..T
+        u_all[0] = 0.5  # h_0 = 0
         _recurrence(gates, w_rzm, u_all)
         hidden = u_all.mul_(2).sub_(1)  # [T+1, D, N]
         gates[:, 3].mul_(2).sub_(1)  # s -> n; rows are now r, z, m = 2 (W_hn h + b_hn), n
@@ -176,17 +177,27 @@ class _ScalarGRULayer(torch.autograd.Function):
         jac = torch.addcmul(z[1:], e_z[1:], w_z).addcmul_(e_r[1:], w_r)
         jac.addcmul_(e_n[1:] * r[1:], w_n)
         _reverse_linear_scan(jac, lam)  # lam[t] = grad[t] + jac[t+1] lam[t+1]
-        d_pre = lam.new_empty(lam.shape[0], 3, *lam.shape[1:])  # [T, 3, D, N]
+        steps, n_dir, batch = lam.shape
+        d_pre = lam.new_empty(steps, 4, n_dir, batch)  # [T, 4, D, N]: d_r, d_z, d_n, d_n r
         torch.mul(lam, e_r, out=d_pre[:, 0])
         torch.mul(lam, e_z, out=d_pre[:, 1])
         torch.mul(lam, e_n, out=d_pre[:, 2])
-        d_nr = d_pre[:, 2] * r  # the n gate's hidden part enters through r
-        grad_b_ih = d_pre.sum(dim=(0, 3)).T  # [D, 3]
-        grad_b_hh = torch.cat([grad_b_ih[:, :2], d_nr.sum(dim=(0, 2))[:, None]], dim=1)
-        grad_w_hh = torch.cat(
-            [(d_pre[:, :2] * h_prev[:, None]).sum(dim=(0, 3)).T, (d_nr * h_prev).sum(dim=(0, 2))[:, None]], dim=1
-        )
-        grad_w_ih = torch.stack([(d_pre * xs[:, i, None]).sum(dim=(0, 3)).T for i in range(xs.shape[1])], dim=-1)  # [D, 3, I]
+        torch.mul(d_pre[:, 2], r, out=d_pre[:, 3])  # the n gate's hidden part enters through r
+        # Weight gradients are sums over time and batch of products: per step, one small matmul
+        # of the [4D, N] gate rows with the [K, N] input (or h) rows, summed over steps, reads
+        # each array once where elementwise products and sums made [T, ...] temporaries (at
+        # batch 1024: ~10 % of the GRU's forward+backward). The matmul also pairs directions
+        # d != d'; only the diagonal d == d' is kept.
+        rows = d_pre.view(steps, 4 * n_dir, batch)
+        n_in = xs.shape[1]
+        g_x = torch.bmm(rows, xs.view(steps, n_in * n_dir, batch).transpose(1, 2)).sum(0)  # [4D, I D]
+        g_x = g_x.view(4, n_dir, n_in, n_dir).diagonal(dim1=1, dim2=3)  # [4, I, D]
+        g_h = torch.bmm(rows, h_prev.transpose(1, 2)).sum(0).view(4, n_dir, n_dir).diagonal(dim1=1, dim2=2)  # [4, D]
+        g_b = d_pre.sum(dim=(0, 3))  # [4, D]
+        grad_w_ih = g_x[:3].permute(2, 0, 1)  # [D, 3, I]
+        grad_b_ih = g_b[:3].T  # [D, 3]
+        grad_b_hh = g_b[[0, 1, 3]].T
+        grad_w_hh = g_h[[0, 1, 3]].T
         grad_xs = None
         if ctx.needs_input_grad[0]:
             grad_xs = torch.empty_like(xs)  # [T, I, D, N]
@@ -196,39 +207,13 @@ class _ScalarGRULayer(torch.autograd.Function):
         return grad_xs, grad_w_ih, grad_b_ih, grad_w_hh, grad_b_hh
 
 
-_MALLOC_TUNED = False
-
-
-def _retain_freed_memory() -> None:
-    """Once per process, on Linux (glibc): keep freed blocks up to 32 MB in the heap.
-
-    By default glibc hands large freed blocks back to the kernel and page-faults them in again
-    (zeroed) at the next allocation: training at batch 1024 took ~5,500 minor page faults per
-    GRU forward+backward, ~8 % of a decoder training step on one core. Raising the mmap and
-    trim thresholds (``mallopt``, what ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``
-    set) keeps them in the process instead; elsewhere this does nothing.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks below 32 MB come from the heap
-        libc.mallopt(-1, 128 << 20)  # M_TRIM_THRESHOLD: keep up to 128 MB of free heap
-    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
-        pass
-
-
 def scalar_gru(gru: torch.nn.GRU, x: Tensor) -> Tensor:
     """Run ``gru`` (hidden size 1, batch first, biases on) on CPU ``x`` [N, T, I], float32/64.
 
     Matches ``gru(x)[0]`` including inter-layer dropout in training mode; returns [N, T, D].
     """
     if torch.is_grad_enabled():
-        _retain_freed_memory()  # training allocates and frees ~20 MB of temporaries a batch
+        retain_freed_memory()  # training allocates and frees ~20 MB of temporaries a batch
     suffixes = ["", "_reverse"] if gru.bidirectional else [""]
     n_dir = len(suffixes)
     xs = _time_major(x, n_dir)  # [T, I, D, N]; layers pass time-major states to each other

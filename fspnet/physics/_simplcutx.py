@@ -181,8 +181,14 @@ class _CutPlan:
         # Rollover of each bin at its geometric centre (c changes < 3 % across a bin).
         x = np.clip(np.log(np.sqrt(e[:-1] * e[1:]) / kte_kev), log_x[0], None)
         rows = np.array([np.interp(x, log_x, row, right=0.0) for row in c])  # [G, E]
-        self.c_rows = torch.from_numpy(rows).to(dev)
-        self.c_diff = torch.from_numpy(np.diff(rows, axis=0)).to(dev)  # [G-1, E]
+        # Below the table's first E/kT_e (a third of the default grid) c is the same in every
+        # bin: one value per spectrum for those n_flat bins, a gathered row for the rest.
+        same = np.all(rows == rows[:, :1], axis=0)
+        self.n_flat = len(same) if same.all() else int(np.argmin(same))
+        diff = np.concatenate([np.diff(rows, axis=0), np.zeros_like(rows[:1])])  # to row k+1 (last: 0)
+        # row k: c of table row k then its difference to row k+1; one gather per spectrum
+        self.c_first = torch.from_numpy(np.stack([rows[:, 0], diff[:, 0]], axis=1)).to(dev)  # [G, 2]
+        self.c_pairs = torch.from_numpy(np.concatenate([rows[:, self.n_flat :], diff[:, self.n_flat :]], axis=1)).to(dev)
         self.ref = float(np.log(e[0]))
         log_e = np.log(e)
         self.log_lo = torch.from_numpy(log_e[:-1] - self.ref).to(dev)  # ln(e_j / e_0)
@@ -219,6 +225,34 @@ class _CutPlan:
 _PLANS = _GridCache()
 
 
+def _sum_above(w: torch.Tensor, hi: int) -> torch.Tensor:
+    """``out[:, j] = sum_{k > j} w[:, k]`` for bins ``j < hi``: [N, E] -> [N, hi].
+
+    Summed from the top, so that small tails stay exact, and exclusive (no ``w_j`` to subtract
+    again). Without autograd, in float64 on a CPU, numpy cumulates the reversed view straight
+    into a reversed output (one pass; ``torch.flip`` copies cost twice the cumulative sum, and
+    a tenth of the synthesizer's model time); otherwise torch flips, with the same sums (torch
+    accumulates float32 in float64, numpy would not).
+    """
+    n, n_bins = w.shape
+    h = min(hi, n_bins - 1)  # bin E-1 has nothing above it
+    if w.device.type == "cpu" and w.dtype == torch.float64 and not (w.requires_grad and torch.is_grad_enabled()):
+        src = w.detach().numpy()
+        out = np.empty((n, n_bins))
+        out[:, -1] = 0.0
+        # w_{E-1}, ..., w_1 cumulated into columns E-2, ..., 0
+        np.cumsum(src[:, :0:-1], axis=1, out=out[:, -2::-1])
+        return torch.from_numpy(out)[:, :hi]
+    from_top = torch.cumsum(torch.flip(w[:, 1:], [1]), dim=1)  # [N, E-1]: sum_{k >= E-1-i} w_k
+    above = torch.flip(from_top[:, n_bins - 1 - h :], [1])  # [N, h]
+    return above if h == hi else torch.cat([above, torch.zeros_like(above[:, :1])], dim=1)
+
+
+def _cols(t: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """Columns lo:hi of a per-bin [N, E] tensor; a per-spectrum [N, 1] one as it is."""
+    return t if t.shape[-1] == 1 else t[:, lo:hi]
+
+
 class SimplCutX(Convolution):
     r"""``simplcutx`` with reflection fraction 0 and a fixed electron temperature.
 
@@ -245,6 +279,7 @@ class SimplCutX(Convolution):
 
     gamma = _gamma_param()
     fsc = _fsc_param()
+    upward = True
 
     def __init__(self, inner: Component, kte_kev: float = 100.0) -> None:
         super().__init__(inner)
@@ -253,9 +288,14 @@ class SimplCutX(Convolution):
         self.kte_kev = float(kte_kev)
 
     def _convolve(  # type: ignore[override]  # named parameters instead of *params
-        self, edges: torch.Tensor, flux: torch.Tensor, gamma: torch.Tensor, fsc: torch.Tensor
+        self,
+        edges: torch.Tensor,
+        flux: torch.Tensor,
+        gamma: torch.Tensor,
+        fsc: torch.Tensor,
+        bins: tuple[int, int] | None = None,
     ) -> torch.Tensor:
-        return self.evaluate(edges, flux, gamma, fsc, self.kte_kev)
+        return self.evaluate(edges, flux, gamma, fsc, self.kte_kev, bins)
 
     @staticmethod
     def evaluate(
@@ -264,43 +304,66 @@ class SimplCutX(Convolution):
         gamma: torch.Tensor,
         fsc: torch.Tensor,
         kte_kev: float = 100.0,
+        bins: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """Scattered + unscattered photons per bin [N, E].
 
         Args:
             edges: [E+1] keV.
-            flux: seed photons per bin [N, E].
+            flux: seed photons per bin [N, E]; with ``bins=(lo, hi)`` bins ``0:hi`` only, [N, hi]
+                (scattering only moves photons up, so higher bins do not matter).
             gamma: [N, 1] photon index (> 1).
             fsc: [N, 1] scattered fraction (0-1).
             kte_kev: electron temperature, keV.
+            bins: return only bins ``lo:hi`` ([N, hi - lo]): the same values, fewer operations.
         """
         plan = _PLANS.get(edges, ("simplcutx", kte_kev), lambda: _CutPlan(edges, kte_kev))
+        n_bins = plan.log_lo.numel()
+        lo, hi = (0, n_bins) if bins is None else bins
         # Rollover per spectrum, linear in gamma between table rows.
         pos = ((gamma - plan.g0) / plan.g_step).clamp(0.0, plan.n_g - 1 - 1e-9)  # [N, 1]
         k = pos.detach().floor()
         w = pos - k
         k = k.long()[:, 0]
-        c = torch.addcmul(plan.c_rows.index_select(0, k), plan.c_diff.index_select(0, k), w)  # [N, E]
-        # W_j = int_bin E^-G c dE = c_j e_j^(1-G) expm1((1-G) L_j) / (1-G), in e_0^(1-G).
+        f, n_tail = plan.n_flat, n_bins - plan.n_flat
+        first = plan.c_first.index_select(0, k)  # [N, 2]
+        c_flat = torch.addcmul(first[:, :1], first[:, 1:], w)  # [N, 1]: c in bins 0:f
+        pair = plan.c_pairs.index_select(0, k)  # [N, 2 (E - f)]
+        c_tail = torch.addcmul(pair[:, :n_tail], pair[:, n_tail:], w)  # [N, E - f]: c in bins f:E
+        # W_j = int_bin E^-G c dE = c_j e_j^(1-G) expm1((1-G) L_j) / (1-G), in e_0^(1-G):
+        # c_j exp((1-G) ln(e_j / e_0) + ln shape), one exp per bin.
         s = (1.0 - gamma).clamp(max=-1e-9)  # [N, 1]; the power law needs gamma > 1
-        power = torch.exp(s * plan.log_lo)  # [N, E]   (e_j / e_0)^(1-G)
         shape = torch.expm1(s * plan.width) / s  # [N, 1] (or [N, E] on a general grid)
-        big_w = c * power * shape
+        log_shape = torch.log(shape)
+        if flux.device.type == "cpu" and not (torch.is_grad_enabled() and (flux.requires_grad or gamma.requires_grad)):
+            # c of bins 0:f joins the exponent; each part written in place (out= has no autograd)
+            big_w = flux.new_empty(flux.shape[0], n_bins)  # [N, E]
+            x_flat = torch.addcmul(_cols(log_shape, 0, f) + torch.log(c_flat), s, plan.log_lo[:f])
+            torch.exp(x_flat, out=big_w[:, :f])
+            torch.exp(torch.addcmul(_cols(log_shape, f, n_bins), s, plan.log_lo[f:]), out=big_w[:, f:]).mul_(c_tail)
+        else:
+            c = torch.cat([c_flat.expand(-1, f), c_tail], dim=1)  # [N, E]
+            big_w = c * torch.exp(torch.addcmul(log_shape, s, plan.log_lo))  # [N, E]
         # Same bin, from the mid-point m_j up: int_{m_j}^{e_j+1} = W_j * ratio.
         ratio = torch.exp(s * plan.mid_off) * torch.expm1(s * (plan.width - plan.mid_off)) / (s * shape)
-        part = big_w * ratio
-        # I(e_j+1) = sum_{k > j} W_k + tail; a reverse cumulative sum keeps small tails exact.
+        # I(e_j+1) = sum_{k > j} W_k + tail
         tpos = ((gamma - plan.tail_g0) / _TAIL_GAMMA_STEP).clamp(0.0, plan.log_tail.numel() - 1.000001)
         ti = tpos.detach().floor()
         tf = tpos - ti
         ti = ti.long()
         log_tail = plan.log_tail[ti] * (1 - tf) + plan.log_tail[ti + 1] * tf  # [N, 1]
-        above = torch.flip(torch.cumsum(torch.flip(big_w, [1]), dim=1), [1]) - big_w
-        i_mid = above + torch.exp(log_tail) + part  # I(m_j) [N, E]
+        above = _sum_above(big_w, hi)  # [N, hi]
+        w_in = big_w[:, :hi]
+        i_mid = torch.addcmul(above, w_in, _cols(ratio, 0, hi)).add_(torch.exp(log_tail))  # I(m_j) [N, hi]
         a = flux / i_mid
-        carried = torch.cumsum(a, dim=1) - a  # sum over i < j
-        scattered = big_w * carried + part * a
-        return flux + fsc * (scattered - flux)
+        # photons carried up from every bin i < j: an exclusive cumulative sum
+        if lo > 0:
+            carried = torch.cumsum(a[:, : hi - 1], dim=1)[:, lo - 1 :]
+        else:
+            carried = torch.cat([torch.zeros_like(a[:, :1]), torch.cumsum(a[:, : hi - 1], dim=1)], dim=1)
+        # W_j (carried_j + ratio_j a_j): from the bins below, and from the same bin above m_j
+        scattered = torch.addcmul(carried, a[:, lo:hi], _cols(ratio, lo, hi)).mul_(big_w[:, lo:hi])
+        return torch.lerp(flux[:, lo:hi], scattered, fsc)  # (1 - fsc) flux + fsc scattered
 
     def __repr__(self) -> str:
         return f"SimplCutX({self.inner!r}, kte_kev={self.kte_kev})"

@@ -132,6 +132,7 @@ class TBabs(Component):
     """
 
     kind = MULTIPLICATIVE
+    bin_local = True
     nh = Param(
         default=1.0,
         bounds=(0.005, 75.0),

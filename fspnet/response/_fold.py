@@ -114,15 +114,23 @@ class Folder:
         """Expected count rate per group, counts s^-1 (float64).
 
         Args:
-            flux: [N, M] photon flux per model bin, photons cm^-2 s^-1.
+            flux: [N, M] photon flux per model bin, photons cm^-2 s^-1; or [N, M'] for the
+                bins of :attr:`model_range` only (what ``model(edges, params, bins=model_range)``
+                returns).
 
         Returns:
             [N, G] counts s^-1 in each group (all detectors together).
         """
         flux = torch.as_tensor(flux)
-        if flux.shape[-1] != len(self.model_edges) - 1:
-            raise ResponseError(f"flux has {flux.shape[-1]} model bins, but the folder was built for {len(self.model_edges) - 1}")
-        x = flux[..., self._lo : self._hi]  # [N, M']
+        if flux.shape[-1] == self._hi - self._lo:
+            x = flux  # [N, M'] already cut to model_range
+        elif flux.shape[-1] != len(self.model_edges) - 1:
+            raise ResponseError(
+                f"flux has {flux.shape[-1]} model bins, but the folder was built for {len(self.model_edges) - 1} "
+                f"(or {self._hi - self._lo}, the bins of model_range {self.model_range})"
+            )
+        else:
+            x = flux[..., self._lo : self._hi]  # [N, M']
         if self.dtype == torch.float64:
             return x.to(torch.float64) @ self._counts_matrix
         # float32 product on spectra scaled to a maximum of 1 (no overflow/underflow at any norm).

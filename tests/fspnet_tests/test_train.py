@@ -140,6 +140,7 @@ def test_callback_stops_and_checkpoints(base_overrides, tmp_path):
 
     result = train(_config(base_overrides, tmp_path, **{"training.epochs": 10, "training.checkpoint_every": 0}), callback)
     assert result["stopped"] == "callback" and result["epochs"] == 2
+    assert 0 < result["metrics"]["inference_cost"] < 100  # forward time over FSP-Net's default decoder's
     assert [e for e, _ in seen] == [1, 2]
     assert {"train_loss", "val_loss", "lr", "epoch", "best_val_loss"} <= seen[0][1]
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["state"]["epoch"] == 2

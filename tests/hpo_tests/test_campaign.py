@@ -106,18 +106,18 @@ def test_campaign_dry_run_lists_the_toolkit_commands_in_order(capsys):
         "encoder-report",
         "encoder-best",
     ]
-    assert names[-2:] == ["compare", "install"] and "pruning" in names and "default-decoder-seed-2" in names
+    assert names[-2:] == ["compare", "install"] and "pruning" in names and "default-decoder-seed-1" in names
     assert "python -m hpo.launch --study studies/fspnet_decoder.yaml --executor local --workers 2" in out
-    assert "python -m hpo.train_best --study studies/fspnet_encoder.yaml --seeds 3" in out
+    assert "python -m hpo.train_best --study studies/fspnet_encoder.yaml --seeds 2" in out
     # the decoder table: every seed's found and default decoder through fspnet.evaluate
     for label, run in (("found", "outputs/fspnet_decoder/best"), ("default", "outputs/campaign/default_decoder")):
         assert (
-            f"python -m fspnet.evaluate --run {run}/seed-2 --data data/campaign/heldout.h5 "
-            f"--out outputs/campaign/evaluation/decoder-{label}/seed-2"
+            f"python -m fspnet.evaluate --run {run}/seed-1 --data data/campaign/heldout.h5 "
+            f"--out outputs/campaign/evaluation/decoder-{label}/seed-1"
         ) in out
     # one installer: hpo.train_best --install of the evaluated seed, with that evaluation beside it
     assert out.rstrip().splitlines()[-1] == (
-        "OMP_NUM_THREADS=2 python -m hpo.train_best --study studies/fspnet_encoder.yaml --seeds 3 --install fspnet/pretrained "
+        "OMP_NUM_THREADS=2 python -m hpo.train_best --study studies/fspnet_encoder.yaml --seeds 2 --install fspnet/pretrained "
         "--install-seed 0 --evaluation outputs/campaign/evaluation/found/summary.json"
     )
     assert "<internal>" not in out and "study_provenance" not in (REPO / "scripts" / "campaign.py").read_text()
@@ -125,6 +125,9 @@ def test_campaign_dry_run_lists_the_toolkit_commands_in_order(capsys):
     dec = yaml.safe_load(STUDIES["decoder"].read_text())["train_best"]["config"]["training"]
     assert "--stage decoder --run-dir outputs/campaign/default_decoder/seed-0" in out
     assert f"training.epochs={dec['epochs'] + dec['fine_tune_epochs']}" in out
+    # --threads 1: every step on one torch thread (idle OpenMP threads spin when steps share cores)
+    assert campaign.main(["--dry-run", "--threads", "1"]) == 0
+    assert "OMP_NUM_THREADS=2" not in capsys.readouterr().out
     with pytest.raises(SystemExit):
         campaign.main(["--dry-run", "--only", "decoder-stdy"])
     assert "--only: unknown step 'decoder-stdy'; the steps are synth-train" in capsys.readouterr().err
@@ -229,3 +232,35 @@ def test_quick_plan_overrides_the_study_files_and_stays_inside_its_root(tmp_path
     script = tmp_path / "w.sbatch"
     assert launch_main([*steps["decoder-study"][3:], "--sbatch-script", str(script)]) == 0
     assert shlex.join(["--set", f"output_dir={tmp_path / 'outputs'}", "--set", "n_trials=1"]) in script.read_text()
+
+
+def test_tables_go_between_the_markers_and_say_what_has_not_run(tmp_path):
+    tables = _load("campaign_tables", REPO / "scripts" / "campaign_tables.py")
+    doc = tmp_path / "page.md"
+    doc.write_text(f"# page\n\nbefore\n{tables.BEGIN}\nold\n{tables.END}\nafter\n")
+    evals = tmp_path / "evaluation"
+    (evals / "decoder-found" / "seed-0").mkdir(parents=True)
+    (evals / "decoder-found" / "seed-0" / "summary.json").write_text(
+        '{"decoder": {"mse_transformed": 2e-5, "mse_physical": 1.0, "us_per_spectrum": 9.0, "n_weights": 10}}'
+    )
+    (evals / "decoder-default" / "seed-0").mkdir(parents=True)
+    (evals / "decoder-default" / "seed-0" / "summary.json").write_text(
+        '{"decoder": {"mse_transformed": 4e-5, "mse_physical": 2.0, "us_per_spectrum": 30.0, "n_weights": 20}}'
+    )
+    block = tables.render(
+        studies={"s": tmp_path / "no-study"},
+        finals={"found decoder": tmp_path / "no-study"},
+        bench=tmp_path / "no-bench",
+        found_decoder=tmp_path / "no-study",
+        evals=evals,
+        encoders={"found": evals / "found"},
+    )
+    tables.update_doc(doc, block)
+    text = doc.read_text()
+    assert text.startswith("# page\n\nbefore\n") and text.endswith(f"{tables.END}\nafter\n") and "old" not in text
+    assert "not run (" in text and "Not run yet" in text and "Not yet evaluated" in text
+    assert "| MSE below the default's | 50.0 % |  | ≥ 20 % |" in text  # 1 - 2e-5 / 4e-5
+    bare = tmp_path / "bare.md"
+    bare.write_text("no markers")
+    with pytest.raises(SystemExit, match="no <!-- campaign-results:begin -->"):
+        tables.update_doc(bare, block)

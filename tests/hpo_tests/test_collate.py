@@ -64,3 +64,18 @@ def test_collate_cli(write_study, capsys):
     assert main(["--study", str(path)]) == 0
     assert "top-1 weights from trials" in capsys.readouterr().out
     assert main(["--study", str(path), "--storage", "sqlite:///" + str(path.parent / "empty.db")]) == 2
+
+
+def test_ranked_trials_puts_trials_breaking_a_constraint_after_those_meeting_it():
+    import optuna
+
+    from hpo._features import CONSTRAINTS_ATTR
+    from hpo.collate import ranked_trials
+
+    study = optuna.create_study()
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for value, violation in ((0.1, 0.5), (0.3, -0.2), (0.2, 0.0), (0.05, None)):
+        attrs = {} if violation is None else {CONSTRAINTS_ATTR: [violation]}
+        study.add_trial(optuna.create_trial(value=value, params={"x": value}, distributions=dist, user_attrs=attrs))
+    # 0.05 has no constraint recorded (feasible), 0.2 sits on the bound (feasible), 0.1 breaks it
+    assert [t.value for t in ranked_trials(study)] == [0.05, 0.2, 0.3, 0.1]

@@ -226,3 +226,22 @@ def test_install_a_chosen_seed_with_its_evaluation(studies, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_best_main(["--study", str(studies["enc_cfg"].path), "--install-seed", "0"])
     assert "--install-seed and --evaluation need --install DIR" in capsys.readouterr().err
+
+
+def test_one_seed_at_a_time_then_a_summary_that_resumes_them(studies, capsys):
+    from hpo.train_best import main
+
+    cfg = studies["dec_cfg"]
+    best = cfg.study_dir / "best"
+    before = {d.name: _snapshot(d) for d in best.iterdir() if d.is_dir()}
+    summary = best / "summary.json"
+    summary.unlink()
+    # seed index 1 alone: its run resumes (finished: nothing retrained), no summary is written
+    assert main(["--study", str(cfg.path), "--seeds", "2", "--seed-index", "1"]) == 0
+    assert "seed 1 of trial" in capsys.readouterr().out and not summary.exists()
+    assert _snapshot(best / "seed-1")["best.safetensors"] == before["seed-1"]["best.safetensors"]
+    # the run without it writes the summary of both
+    assert main(["--study", str(cfg.path), "--seeds", "2"]) == 0
+    assert [r["seed"] for r in json.loads(summary.read_text())["runs"]] == [0, 1]
+    assert main(["--study", str(cfg.path), "--seeds", "2", "--seed-index", "2"]) == 2
+    assert "seed index 2 is not one of the 2 seeds (0 to 1)" in capsys.readouterr().err

@@ -107,3 +107,31 @@ def test_new_file_gets_the_umask_mode(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "m.txt").stat().st_mode & 0o777 == 0o640
+
+
+def test_not_durable_skips_both_fsyncs_but_still_renames_atomically(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(_io.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(_io.os, "replace", lambda src, dst: (events.append("replace"), real_replace(src, dst))[1])
+    target = tmp_path / "t.json"
+    target.write_text("old")
+    _io.write_json(target, {"a": 1}, durable=False)
+    assert events == ["replace"]
+    assert target.read_text() == '{\n  "a": 1\n}\n' and _temps(tmp_path, "t.json") == []
+    with pytest.raises(RuntimeError), atomic_path(target, durable=False) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert target.read_text() == '{\n  "a": 1\n}\n' and _temps(tmp_path, "t.json") == []
+
+
+def test_write_text_is_utf8_through_one_descriptor(tmp_path, monkeypatch):
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(_io.os, "open", lambda p, *a, **k: (opened.append(str(p)), real_open(p, *a, **k))[1])
+    target = tmp_path / "sub" / "t.yaml"  # the folder is made
+    write_text(target, "kT_e: 100 keV, Γ ≥ 1.3\n" * 1000)
+    assert target.read_bytes().decode("utf-8") == "kT_e: 100 keV, Γ ≥ 1.3\n" * 1000
+    assert _temps(target.parent, "t.yaml") == []
+    # the temp file once (written and fsynced through it), then the folder for its fsync
+    assert [os.path.basename(p).endswith(".tmp") for p in opened] == [True, False] and opened[1] == str(target.parent)

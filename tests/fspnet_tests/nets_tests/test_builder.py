@@ -455,3 +455,28 @@ def test_non_finite_factor_is_refused_by_name(factor):
     # inf used to pass the check and end in an OverflowError while sizing the layer.
     with pytest.raises(NetworkConfigError, match=r"layers\[0\] \(linear\): factor: must be a finite number, but got"):
         build_network(_net({"type": "linear", "factor": factor}), (6,), (4,))
+
+
+def test_in_place_activations_keep_outputs_and_gradients():
+    """SELU/ELU after a layer run in place (their backward then reads the result instead of
+    recomputing exp); outputs and gradients are those of out-of-place activations."""
+    from fspnet.nets import decoder_config
+
+    torch.manual_seed(0)
+    net = build_network(decoder_config(), (5,), (240,)).double()
+    acts = [m for m in net.modules() if isinstance(m, torch.nn.SELU)]  # the linear layers' (not the GRU's ELU)
+    assert len(acts) == 6 and all(m.inplace for m in acts)
+    x = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+
+    def run() -> tuple[torch.Tensor, ...]:
+        net.zero_grad(set_to_none=True)
+        x.grad = None
+        out = net(x)
+        (out**2).sum().backward()
+        return (out.detach(), x.grad.clone(), *(p.grad.clone() for p in net.parameters()))
+
+    fast = run()
+    for m in acts:
+        m.inplace = False
+    for a, b in zip(fast, run()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fspnet.data import read_dataset
-from fspnet.errors import ConfigError, DataError
+from fspnet.errors import ConfigError, DataError, ResponseError
 from fspnet.synthesize import Synthesizer, load_synthesize_config, main, synthesize, validate_config
 from tests.fspnet_tests.response_tests.fits_helpers import write_pha
 
@@ -60,6 +60,26 @@ def test_clean_mode_is_the_folded_model(clean):
     counts = expected * clean.folder.energy_widths * 52 * EXPOSURE
     sigma = np.sqrt(np.maximum(counts, 1.0)) / (EXPOSURE * 52 * clean.folder.energy_widths)
     np.testing.assert_allclose(ds.uncertainties, sigma, rtol=1e-5)
+
+
+def test_expected_rate_evaluates_only_the_folded_bins(clean):
+    """The generator evaluates the model on the folder's model_range only (a third
+    of the 2000-bin grid never reaches the NICER response); the rates are those of the whole
+    grid folded, and the folder takes either width."""
+    lo, hi = clean.folder.model_range
+    assert 0 < lo < hi < len(clean.edges) - 1  # the default grid has bins on both sides
+    params = clean.sample_params(64, np.random.default_rng(5))
+    with torch.no_grad():
+        whole = clean.model(clean.edges, torch.as_tensor(params))
+        cut = clean.model(clean.edges, torch.as_tensor(params), bins=(lo, hi))
+        reference = clean.folder.counts_rate(whole).numpy()
+        np.testing.assert_array_equal(clean.folder.counts_rate(whole[:, lo:hi]).numpy(), reference)
+        np.testing.assert_allclose(clean.folder.counts_rate(cut).numpy(), reference, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(clean.expected_rate(params), reference, rtol=1e-12, atol=0)
+    with pytest.raises(
+        ResponseError, match=rf"flux has 7 model bins, but the folder was built for 2000 \(or {hi - lo}, the bins of"
+    ):
+        clean.folder.counts_rate(torch.ones(1, 7))
 
 
 def test_poisson_noise_statistics(clean):
@@ -151,6 +171,24 @@ def test_workers_do_not_change_the_output():
     np.testing.assert_array_equal(one.spectra, two.spectra)
     np.testing.assert_array_equal(one.params, two.params)
     assert one.source == two.source
+
+
+def test_workers_take_the_parents_prescreen_table(monkeypatch):
+    """Worker processes get the parent's prescreen table (~4,000 model evaluations, ~0.8
+    CPU-s) with their config instead of each computing it again."""
+    import fspnet.synthesize as syn
+
+    parent = Synthesizer({"seed": 2})
+    table = parent._screen()
+    assert table is not None
+    monkeypatch.setattr(syn, "_WORKER", None)
+    monkeypatch.setattr(Synthesizer, "expected_rate", lambda self, params: pytest.fail("the worker recomputed the table"))
+    threads = torch.get_num_threads()
+    try:
+        syn._init_worker(parent.config, table)  # sets this process's torch threads to 1
+    finally:
+        torch.set_num_threads(threads)
+    assert syn._WORKER is not None and syn._WORKER._screen() is table
 
 
 def test_prescreen_bound_holds(clean):
