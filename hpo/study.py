@@ -1067,7 +1067,7 @@ def load_study_config(
                 cfile = None
     base_config: dict[str, tp.Any] = {}
     if check_trainable and not any(k in ("trainable", "config", "config_file") for k, _ in errors):
-        base_config = _check_trainable(trainable_name, config, cfile, params, quick, err)
+        base_config = _check_trainable(trainable_name, config, cfile, params, quick, err, metrics)
     scratch = top.scratch or ScratchSection()
     if scratch.enabled and base_config:
         from hpo.trainables import get_trainable
@@ -1149,6 +1149,7 @@ def _check_trainable(
     params: list[TuneParam],
     quick: tp.Any,
     err: tp.Callable[[str, str], None],
+    metrics: tp.Sequence[str] = (),
 ) -> dict[str, tp.Any]:
     from hpo.trainables import get_trainable
 
@@ -1173,6 +1174,16 @@ def _check_trainable(
                 except (HpoError, ValueError, KeyError, TypeError) as e:
                     err(f"tune_params.{p.name}.kwargs", f"value {value!r} makes an invalid config: {' '.join(_error_lines(e))}")
                     break
+    for metric in metrics:
+        scaled = set(trainable.metric_weights(base, metric))
+        for p in params:
+            if p.state and p.path in scaled:
+                err(
+                    "metric",
+                    f"{metric!r} is scaled by the tuned {p.path} (tune_params.{p.name}): trials with other weights are "
+                    f"not comparable and the study drives the weight to its bound; optimise a metric it does not "
+                    f"scale (e.g. val_latent_loss or val_recon_loss) or fix the weight",
+                )
     if quick:
         try:
             trainable.check_config(trainable.quick_scan(base, int(quick)))

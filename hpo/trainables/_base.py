@@ -45,6 +45,11 @@ class Trainable(abc.ABC):
     def check_config(self, config: dict[str, tp.Any]) -> None:  # noqa: B027  (optional hook)
         """Raise ``ValueError`` naming the key if ``config`` is not a valid config."""
 
+    def metric_weights(self, config: dict[str, tp.Any], metric: str) -> list[str]:
+        """Config paths that scale ``metric`` (loss weights summed into it): a study that tunes
+        one of them and optimises ``metric`` compares trials on different scales."""
+        return []
+
     def has_path(self, config: dict[str, tp.Any], path: str) -> bool:
         """Whether a ``tune_params`` path names a key of ``config``."""
         from hpo.space import has_path

@@ -66,6 +66,13 @@ class FspnetTrainable(Trainable):
                     except (TypeError, ValueError) as e:
                         raise ValueError(f"{stage}.architecture: {e}") from None
 
+    def metric_weights(self, config: dict[str, tp.Any], metric: str) -> list[str]:
+        """The encoder's ``loss`` is ``recon_weight`` × reconstruction + ``latent_weight`` × the
+        parameter loss, so both weights scale ``val_loss``/``train_loss`` (not the parts)."""
+        if config.get("stage") == "encoder" and metric in ("val_loss", "train_loss", "best_val_loss", "final_val_loss"):
+            return ["encoder.recon_weight", "encoder.latent_weight"]
+        return []
+
     def has_path(self, config: dict[str, tp.Any], path: str) -> bool:
         # Architecture knobs are keyword arguments of fspnet.nets.*_config, checked by check_config.
         return path.startswith(_ARCH_SECTIONS) or super().has_path(config, path)

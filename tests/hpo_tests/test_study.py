@@ -4,6 +4,7 @@ import sqlite3
 
 import optuna
 import pytest
+import yaml
 
 from hpo.errors import HpoError, StudyConfigError
 from hpo.study import load_study_config, make_pruner, make_sampler, make_storage, mask_url
@@ -168,3 +169,24 @@ def test_worker_seeds_differ_per_worker_and_repeat_per_id():
 
     assert worker_seed(0, "a") == worker_seed(0, "a") != worker_seed(0, "b")
     assert worker_seed(0, "a") != worker_seed(1, "a")
+
+
+def test_a_metric_scaled_by_a_tuned_loss_weight_is_refused(tmp_path):
+    """The encoder's val_loss is recon + latent_weight x latent: tuning the weight on it drives
+    the weight to its bound; val_latent_loss is not scaled and is accepted."""
+    study = {
+        "name": "enc",
+        "output_dir": str(tmp_path / "out"),
+        "trainable": "fspnet",
+        "config": {"stage": "encoder", "encoder": {"decoder_run": str(tmp_path / "dec")}},
+        "tune_params": {
+            "latent_weight": {"state": True, "suggest": "float", "kwargs": {"low": 1e-3, "high": 1.0, "log": True},
+                              "path": "encoder.latent_weight"},
+        },
+    }  # fmt: skip
+    path = tmp_path / "enc.yaml"
+    path.write_text(yaml.safe_dump({**study, "metric": "val_loss"}))
+    with pytest.raises(StudyConfigError, match=r"metric: 'val_loss' is scaled by the tuned encoder.latent_weight"):
+        load_study_config(path)
+    path.write_text(yaml.safe_dump({**study, "metric": "val_latent_loss"}))
+    assert load_study_config(path).metrics == ["val_latent_loss"]
