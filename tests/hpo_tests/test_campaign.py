@@ -179,6 +179,7 @@ def test_two_trial_smoke_runs_of_both_studies(tiny_data, tmp_path):
             "tune_params.width.kwargs.choices=[16, 32]",
             "tune_params.gru.kwargs.choices=[false]",
             "tune_params.fine_tune_worst.kwargs.choices=[0, 20]",
+            "enqueue=[]",  # FSP-Net's settings lie outside these narrowed choices
         ],
     )
     assert dec[0].state.name == "COMPLETE" and dec[1].state.name in ("COMPLETE", "PRUNED")  # none failed
@@ -195,6 +196,7 @@ def test_two_trial_smoke_runs_of_both_studies(tiny_data, tmp_path):
             "tune_params.max_filters.kwargs.choices=[8]",
             "tune_params.dense_width.kwargs.choices=[16]",
             "tune_params.fine_tune_worst.kwargs.choices=[20]",
+            "enqueue=[]",
         ],
     )
     assert enc[0].state.name == "COMPLETE" and enc[1].state.name in ("COMPLETE", "PRUNED")

@@ -24,9 +24,9 @@ from tests.fspnet_tests.conftest import make_dataset
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _study(tmp: Path, name: str, config: dict, tune: dict) -> Path:
+def _study(tmp: Path, name: str, config: dict, tune: dict, metric: str = "val_loss") -> Path:
     data = {
-        "name": name, "output_dir": str(tmp / "outputs"), "direction": "minimize", "metric": "val_loss", "seed": 0,
+        "name": name, "output_dir": str(tmp / "outputs"), "direction": "minimize", "metric": metric, "seed": 0,
         "n_trials": 2, "sampler": {"name": "RandomSampler", "configs": {"seed": 0}}, "pruner": {"name": "NopPruner"},
         "trainable": "fspnet", "config_file": str(ROOT / "configs" / "fspnet.yaml"), "config": config,
         "tune_params": tune, "collate_results": False, "train_best": {"seeds": 2, "config": {"training": {"epochs": 3}}},
@@ -91,6 +91,7 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tp.Any]:
                 "path": "encoder.latent_weight",
             },
         },
+        metric="val_latent_loss",  # val_loss is scaled by the tuned latent_weight: refused
     )
     run_study(enc_path, progress=False)
     enc_cfg = load_study_config(enc_path)
@@ -200,7 +201,7 @@ def test_install_refuses_when_no_seed_has_a_finite_value(studies):
     from hpo.train_best import install_best
 
     broken = {**studies["enc"], "runs": [{**r, "value": float("nan")} for r in studies["enc"]["runs"]]}
-    with pytest.raises(HpoError, match=r"best/summary\.json: no seed has a finite val_loss; nothing to install"):
+    with pytest.raises(HpoError, match=r"best/summary\.json: no seed has a finite val_latent_loss; nothing to install"):
         install_best(studies["enc_cfg"], broken, studies["tmp"] / "never")
 
 
