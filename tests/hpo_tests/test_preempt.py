@@ -12,11 +12,9 @@ import time
 
 import optuna
 import pytest
-import yaml
 from optuna.trial import TrialState
 
 from hpo._heartbeat import HEARTBEAT_KEY, REAPED_KEY, SUSPENDED_KEY, HeartbeatSettings, worker_key
-from hpo.objective import trial_seed
 from hpo.study import make_storage
 from slurm._preempt import (
     PREEMPTED_EXIT_CODE,
@@ -31,7 +29,15 @@ from slurm._preempt import (
     worker_extensions,
 )
 from slurm.testing import counter_trainable
-from tests.slurm_tests._cluster import load, slurm_worker, trial_dir, trials_or_empty, wait_for, write_study
+from tests.slurm_tests._cluster import (
+    load,
+    slurm_worker,
+    trial_dir,
+    trials_or_empty,
+    uninterrupted_values,
+    wait_for,
+    write_study,
+)
 
 
 def _jsonl(path) -> list[dict]:
@@ -240,13 +246,7 @@ def test_sigterm_mid_epoch_stops_at_the_next_batch_and_the_same_trial_resumes_ex
     assert trial.system_attrs[RESUMES_KEY] == 1 and sorted(trial.intermediate_values) == [0, 1, 2]
     assert [s["resume"] for s in _jsonl(trial_dir(study_file, 0) / "workers.jsonl")] == [False, True]
     assert [e["epoch"] for e in _jsonl(trial_dir(study_file, 0) / "epochs.jsonl")] == [0, 1, 2]  # none redone
-    raw = yaml.safe_load(study_file.read_text())
-    ref: list[float] = []
-    counter_trainable(
-        {**raw["config"], **trial.params, "epoch_s": 0.0, "seed": trial_seed(0, 0), "run_dir": str(tmp_path / "ref")},
-        lambda e, m: ref.append(m["val_loss"]),
-    )
-    assert [trial.intermediate_values[e] for e in range(3)] == ref
+    assert [trial.intermediate_values[e] for e in range(3)] == uninterrupted_values(study_file, trial, tmp_path / "ref")
 
 
 @pytest.mark.slow

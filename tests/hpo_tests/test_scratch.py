@@ -256,10 +256,8 @@ def test_a_signalled_worker_copies_its_checkpoint_first_and_resumes_it_from_anot
     import yaml
 
     from hpo._heartbeat import SUSPENDED_KEY
-    from hpo.objective import trial_seed
     from slurm._preempt import PREEMPTED_EXIT_CODE, RESUMES_KEY
-    from slurm.testing import counter_trainable
-    from tests.slurm_tests._cluster import load, slurm_worker, trial_dir, wait_for, write_study
+    from tests.slurm_tests._cluster import load, slurm_worker, trial_dir, uninterrupted_values, wait_for, write_study
 
     study_file = write_study(
         tmp_path,
@@ -295,10 +293,4 @@ def test_a_signalled_worker_copies_its_checkpoint_first_and_resumes_it_from_anot
     assert epochs == [0, 1, 2]  # none redone: it went on from the shared checkpoint's batch
     assert not (node_b / name / "trials" / "0").exists()
     assert json.loads((shared / "trial.json").read_text())["scratch"]["run_dir"] == str(node_b / name / "trials" / "0")
-    raw = yaml.safe_load(study_file.read_text())
-    ref: list[float] = []
-    counter_trainable(
-        {**raw["config"], **trial.params, "epoch_s": 0.0, "seed": trial_seed(0, 0), "run_dir": str(tmp_path / "ref")},
-        lambda e, m: ref.append(m["val_loss"]),
-    )
-    assert [trial.intermediate_values[e] for e in range(3)] == ref
+    assert [trial.intermediate_values[e] for e in range(3)] == uninterrupted_values(study_file, trial, tmp_path / "ref")

@@ -145,6 +145,19 @@ def trial_dir(study_file: Path, number: int) -> Path:
     return Path(raw["output_dir"]) / raw["name"] / "trials" / str(number)
 
 
+def uninterrupted_values(study_file: Path, trial: tp.Any, run_dir: Path) -> list[float]:
+    """Per-epoch ``val_loss`` of ``trial``'s params (``counter_trainable`` study, seed 0) trained
+    once without interruption in ``run_dir``: what an exactly resumed trial must report."""
+    from hpo.objective import trial_seed
+    from slurm.testing import counter_trainable
+
+    raw = yaml.safe_load(study_file.read_text())
+    ref: list[float] = []
+    config = {**raw["config"], **trial.params, "epoch_s": 0.0, "seed": trial_seed(0, trial.number), "run_dir": str(run_dir)}
+    counter_trainable(config, lambda e, m: ref.append(m["val_loss"]))
+    return ref
+
+
 def hpo_run(study_file: Path, n_trials: int, env: dict[str, str] | None = None, **popen: tp.Any) -> subprocess.Popen:
     """Start ``python -m hpo.run`` as a separate worker process."""
     export_repo_path()
