@@ -90,6 +90,21 @@ def assign_gpus(gpus: tp.Sequence[str], n_workers: int, trials_per_gpu: int = 1)
     return [list(gpus[i * per : (i + 1) * per]) for i in range(n_workers)]
 
 
+def _without_storage(argv: tp.Sequence[str]) -> tuple[list[str], str | None]:
+    """``argv`` without ``--storage URL`` / ``--storage=URL``, and that URL (None when absent)."""
+    out: list[str] = []
+    storage = None
+    it = iter(argv)
+    for a in it:
+        if a == "--storage":
+            storage = next(it, None)
+        elif a.startswith("--storage="):
+            storage = a.split("=", 1)[1]
+        else:
+            out.append(a)
+    return out, storage
+
+
 def run_packed(argv: tp.Sequence[str], n_workers: int, python: str = sys.executable, trials_per_gpu: int = 1) -> int:
     """Run ``n_workers`` ``python -m slurm.worker ARGV`` side by side; see the module docstring.
 
@@ -100,12 +115,16 @@ def run_packed(argv: tp.Sequence[str], n_workers: int, python: str = sys.executa
         0 when every worker ended well; :data:`slurm._preempt.PREEMPTED_EXIT_CODE` when one was
         preempted (after requeueing the task once on SIGUSR2); otherwise the first bad status.
     """
+    from hpo.study import STORAGE_ENV
     from slurm._preempt import PREEMPTED_EXIT_CODE, requeue_job
 
+    argv, storage = _without_storage(argv)
     shares = assign_gpus(visible_gpus(), n_workers, trials_per_gpu)
     procs = []
     for i, share in enumerate(shares):
         env = {**os.environ, "HPO_WORKER_INDEX": str(i), "HPO_REQUEUE": "0"}  # the task requeues once, below
+        if storage is not None:  # its password stays out of the children's command lines (ps)
+            env[STORAGE_ENV] = storage
         if share:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(share)
         if trials_per_gpu > 1:  # also without CUDA_VISIBLE_DEVICES (a local run on a machine's GPU)

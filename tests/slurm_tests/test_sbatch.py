@@ -227,3 +227,18 @@ def test_heartbeat_settings_from_env():
     assert (s.interval_s, s.grace_s) == (2.0, 8.0)
     with pytest.raises(ValueError, match="grace_s must be larger than interval_s"):
         HeartbeatSettings.from_env({"HPO_HEARTBEAT_S": "5", "HPO_GRACE_S": "5"})
+
+
+def test_packed_workers_get_the_storage_url_in_their_environment_not_their_command_line(tmp_path, monkeypatch):
+    from slurm.worker import run_packed
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$*|$HPO_STORAGE" >> {tmp_path / "calls"}\n')
+    fake.chmod(0o755)
+    url = "postgresql://optuna:s3cret@db/optuna"
+    assert run_packed(["--study", "s.yaml", "--storage", url, "--n-trials", "2"], 2, python=str(fake)) == 0
+    assert run_packed(["--storage=" + url, "--study", "s.yaml"], 1, python=str(fake)) == 0
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[:2] == [f"-m slurm.worker --study s.yaml --n-trials 2|{url}"] * 2
+    assert calls[2] == f"-m slurm.worker --study s.yaml|{url}"
