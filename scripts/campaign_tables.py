@@ -87,12 +87,20 @@ def study_rows(study_dirs: tp.Mapping[str, Path]) -> str:
                 f"{len(trials)} ({count[TrialState.COMPLETE]} / {count[TrialState.PRUNED]} / {count[TrialState.FAIL]})",
                 str(epochs),
                 f"{wall:.1f} min",
-                _num((best or {}).get("values", [None])[0]),
+                " ".join([_num((best or {}).get("values", [None])[0]), *(best or {}).get("metrics", [])[:1]]),
                 str((best or {}).get("trial", "–")),
                 params,
             ]
         )
-    head = ["study", "trials (complete / pruned / failed)", "epochs run", "wall", "best val_loss", "best trial", "its parameters"]
+    head = [
+        "study",
+        "trials (complete / pruned / failed)",
+        "epochs run",
+        "wall",
+        "best value (metric)",
+        "best trial",
+        "its parameters",
+    ]
     return _table(head, rows)
 
 
@@ -116,8 +124,12 @@ def _final_metric(summary: Path, key: str) -> list[float]:
     return [float(r["metrics"][key]) for r in s["runs"] if key in r.get("metrics", {})]
 
 
-def decoder_rows(found_summary: Path, evals: Path) -> str:
-    """Held-out reconstruction of every seed's found and default decoder, with the relative cost."""
+def decoder_rows(found: tp.Mapping[str, tuple[Path, str]], evals: Path) -> str:
+    """Held-out reconstruction of every seed's found decoders and the default one, with the relative cost.
+
+    ``found`` maps a column's label to the study folder whose ``best/summary.json`` holds the final
+    trainings and to the ``<evals>/decoder-<kind>`` folder of their evaluations.
+    """
 
     def col(kind: str, key: str) -> list[float]:
         values = []
@@ -127,28 +139,51 @@ def decoder_rows(found_summary: Path, evals: Path) -> str:
                 values.append(float(s["decoder"][key]))
         return values
 
-    f_mse, d_mse = col("found", "mse_transformed"), col("default", "mse_transformed")
+    kinds = [kind for _, kind in found.values()]
+    d_mse = col("default", "mse_transformed")
     rows = [
-        ["held-out reconstruction MSE (scaled log spectra)", _mean_std(f_mse), _mean_std(d_mse), "found ≥ 20 % below default"],
-        ["held-out MSE (physical units)", _mean_std(col("found", "mse_physical")), _mean_std(col("default", "mse_physical")), ""],
+        [
+            "held-out reconstruction MSE (scaled log spectra)",
+            *(_mean_std(col(k, "mse_transformed")) for k in kinds),
+            _mean_std(d_mse),
+            "found ≥ 20 % below default",
+        ],
+        [
+            "held-out MSE (physical units)",
+            *(_mean_std(col(k, "mse_physical")) for k in kinds),
+            _mean_std(col("default", "mse_physical")),
+            "",
+        ],
         [
             "µs per spectrum (CPU, 1 thread, absolute)",
-            _mean_std(col("found", "us_per_spectrum"), ".1f"),
+            *(_mean_std(col(k, "us_per_spectrum"), ".1f") for k in kinds),
             _mean_std(col("default", "us_per_spectrum"), ".1f"),
             "",
         ],
         [
             "forward time / default decoder's (timed in alternation)",
-            _mean_std(_final_metric(found_summary, "inference_cost"), ".3f"),
+            *(_mean_std(_final_metric(study / "best" / "summary.json", "inference_cost"), ".3f") for study, _ in found.values()),
             "1",
             "≤ 1",
         ],
-        ["weights", _num(_first(evals, "found", "n_weights"), "d"), _num(_first(evals, "default", "n_weights"), "d"), ""],
+        [
+            "weights",
+            *(_num(_first(evals, k, "n_weights"), "d") for k in kinds),
+            _num(_first(evals, "default", "n_weights"), "d"),
+            "",
+        ],
     ]
-    if f_mse and d_mse:
-        gain = 1 - statistics.mean(f_mse) / statistics.mean(d_mse)
-        rows.append(["MSE below the default's", f"{100 * gain:.1f} %", "", "≥ 20 %"])
-    return _table(["", "found decoder", "FSP-Net's default decoder", "goal"], rows)
+    gains = [col(k, "mse_transformed") for k in kinds]
+    if d_mse and any(gains):
+        rows.append(
+            [
+                "MSE below the default's",
+                *(f"{100 * (1 - statistics.mean(g) / statistics.mean(d_mse)):.1f} %" if g else "–" for g in gains),
+                "",
+                "≥ 20 %",
+            ]
+        )
+    return _table(["", *found, "FSP-Net's default decoder", "goal"], rows)
 
 
 def _first(evals: Path, kind: str, key: str) -> tp.Any:
@@ -223,8 +258,8 @@ def pruning_table(bench: Path) -> str:
 
 
 def render(
-    *, studies: tp.Mapping[str, Path], finals: tp.Mapping[str, Path], bench: Path, found_decoder: Path, evals: Path,
-    encoders: tp.Mapping[str, Path],
+    *, studies: tp.Mapping[str, Path], finals: tp.Mapping[str, Path], bench: Path,
+    found_decoders: tp.Mapping[str, tuple[Path, str]], evals: Path, encoders: tp.Mapping[str, Path],
 ) -> str:  # fmt: skip
     """The whole results block (Markdown)."""
     return "\n\n".join(
@@ -232,8 +267,7 @@ def render(
             "### Studies\n\n" + study_rows(studies),
             "### Final training of the winners (`hpo.train_best`, the whole training file)\n\n" + final_rows(finals),
             "### Does pruning pay?\n\n" + pruning_table(bench),
-            "### Decoders on the held-out spectra (mean ± std over seeds)\n\n"
-            + decoder_rows(found_decoder / "best" / "summary.json", evals),
+            "### Decoders on the held-out spectra (mean ± std over seeds)\n\n" + decoder_rows(found_decoders, evals),
             "### Encoders on the held-out spectra\n\n" + encoder_rows(encoders),
         ]
     )

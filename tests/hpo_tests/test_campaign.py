@@ -253,7 +253,7 @@ def test_tables_go_between_the_markers_and_say_what_has_not_run(tmp_path):
         studies={"s": tmp_path / "no-study"},
         finals={"found decoder": tmp_path / "no-study"},
         bench=tmp_path / "no-bench",
-        found_decoder=tmp_path / "no-study",
+        found_decoders={"found decoder": (tmp_path / "no-study", "found")},
         evals=evals,
         encoders={"found": evals / "found"},
     )

@@ -17,6 +17,12 @@ def test_a_single_linear_layer_costs_a_small_fraction_of_the_default_gru_decoder
     assert default.training and small.training  # modes restored
 
 
-def test_the_ratio_of_fastest_times_is_near_one_for_the_same_network():
-    net = build_network(decoder_config(gru=False), (5,), (240,))
-    assert 0.3 < relative_cost(net, net, torch.rand(512, 5), repeats=7) < 3
+def test_the_default_decoder_against_a_copy_of_itself_costs_one_within_the_timing_resolution():
+    # a study constrains inference_cost <= 1.03: FSP-Net's own decoder has to pass it (it measured
+    # 1.004 and failed <= 1.0 under the ratio of fastest times); 1 % spread on a loaded 2-core CPU
+    x = torch.rand(1000, 5)
+    costs = [
+        relative_cost(build_network(decoder_config(), (5,), (240,)), build_network(decoder_config(), (5,), (240,)), x)
+        for _ in range(3)
+    ]
+    assert all(0.95 < c < 1.05 for c in costs), costs
