@@ -129,9 +129,12 @@ class TrainingConfig:
     batch_size: int = _field(60, _positive, "spectra per batch")
     learning_rate: float = _field(5e-4, _positive, "AdamW learning rate")
     weight_decay: float = _field(0.0, _non_negative, "AdamW weight decay")
+    lr_schedule: str = _field(
+        "plateau", _one_of("plateau", "cosine"), "plateau: ReduceLROnPlateau; cosine: anneal to min_lr over each stage's epochs"
+    )
     lr_factor: float = _field(0.5, _fraction, "ReduceLROnPlateau factor")
     lr_patience: int = _field(10, _non_negative, "ReduceLROnPlateau patience (epochs)")
-    min_lr: float = _field(0.0, _non_negative, "ReduceLROnPlateau floor")
+    min_lr: float = _field(0.0, _non_negative, "lowest learning rate of either schedule")
     patience: int | None = _field(30, None, "early-stopping patience in the first stage (null: none)")
     stages: list[StageConfig] = _field([], None, "extra stages, each at a tenth of the previous lr")
     fine_tune_worst: int = _field(

@@ -187,7 +187,7 @@ def train(
     fine_tune_stage = len(schedule) if tc.fine_tune_worst > 0 and tc.fine_tune_epochs > 0 else None
     if fine_tune_stage is not None:
         schedule.append((tc.fine_tune_epochs, None))
-    optimizer, scheduler = _optimizer(model, tc, stage=0)
+    optimizer, scheduler = _optimizer(model, tc, 0, schedule[0][0])
     shuffle = torch.Generator(device=device)
     shuffle.manual_seed(tc.seed)
     state = {"epoch": 0, "stage": 0, "stage_epoch": 0, "bad_epochs": 0, "best_val_loss": math.inf, "best_epoch": 0}
@@ -199,7 +199,8 @@ def train(
     if ckpt is not None:
         try:
             state.update(ckpt["state"])
-            optimizer, scheduler = _optimizer(model, tc, stage=int(state["stage"]))
+            stage = int(state["stage"])
+            optimizer, scheduler = _optimizer(model, tc, stage, schedule[stage][0])
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
@@ -278,7 +279,8 @@ def train(
                 state.update(stage=int(state["stage"]) + 1, stage_epoch=0, bad_epochs=0)
                 if (run_dir / BEST).is_file():
                     model.load_state_dict(rd.load_best(device))
-                optimizer, scheduler = _optimizer(model, tc, stage=int(state["stage"]))
+                stage = int(state["stage"])
+                optimizer, scheduler = _optimizer(model, tc, stage, schedule[stage][0])
                 log.info("stage %d: lr %.3g", state["stage"], optimizer.param_groups[0]["lr"])
                 if state["stage"] == fine_tune_stage:
                     # chosen once, from the best weights, before anything of the stage runs
@@ -330,7 +332,10 @@ def train(
                 f"with the best weights of epoch {state['best_epoch']} kept; lower training.learning_rate "
                 "or set training.grad_clip"
             )
-        scheduler.step(val["loss"])
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val["loss"])
+        else:
+            scheduler.step()
 
         improved = val["loss"] < state["best_val_loss"]
         if improved:
@@ -663,11 +668,15 @@ def _freeze(decoder: nn.Module) -> None:
             m.train()
 
 
-def _optimizer(model: nn.Module, tc: tp.Any, stage: int) -> tuple[torch.optim.Optimizer, tp.Any]:
+def _optimizer(model: nn.Module, tc: tp.Any, stage: int, epochs: int) -> tuple[torch.optim.Optimizer, tp.Any]:
+    """AdamW at ``learning_rate / 10**stage`` and the stage's scheduler (``epochs``: the stage's most)."""
     params = list(model.parameters())
     # the fused kernel updates all weights in one call: ~5x faster than the per-tensor loop on CPU
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
     optimizer = torch.optim.AdamW(params, lr=tc.learning_rate / 10**stage, weight_decay=tc.weight_decay, fused=fused or None)
+    if tc.lr_schedule == "cosine":
+        # stepped once per epoch: the stage's last epoch trains just above min_lr
+        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=tc.min_lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=tc.lr_factor, patience=tc.lr_patience, min_lr=tc.min_lr
     )

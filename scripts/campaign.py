@@ -549,39 +549,70 @@ def measure(data: Path, n: int, out: Path, decoder_run: Path | None = None) -> d
     return results
 
 
+def record(plan: Plan) -> list[Path]:
+    """Copy what the result tables read from ``plan.root`` and the study folders into ``plan.docs_dir``.
+
+    The record is small enough to commit (study storages, ``hpo.train_best`` and ``fspnet.evaluate``
+    summaries, the pruning table), so the page's tables can be rebuilt without the outputs: each
+    study's ``study.db`` becomes ``<name>.db`` (SQLite's backup API: a consistent copy of a live
+    WAL database), its ``best/summary.json`` ``<name>.train_best.json``, every evaluation's
+    ``summary.json`` keeps its path below ``evaluation/``. Returns the files written.
+    """
+    import contextlib
+    import shutil
+    import sqlite3
+
+    from runtools.io import atomic_path
+
+    pairs: list[tuple[Path, Path]] = []
+    for stage in ("decoder", "encoder"):
+        folder = study_dir(plan, stage)
+        pairs += [(folder / "study.db", plan.docs_dir / f"{folder.name}.db")]
+        pairs += [(folder / "best" / "summary.json", plan.docs_dir / f"{folder.name}.train_best.json")]
+    evals = plan.root / "evaluation"
+    pairs += [(f, plan.docs_dir / "evaluation" / f.relative_to(evals)) for f in sorted(evals.glob("**/summary.json"))]
+    pairs += [(plan.root / "bench_pruning" / "pruning.md", plan.docs_dir / "pruning.md")]
+    written = []
+    for src, dst in pairs:
+        if not src.is_file():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(dst) as tmp:
+            if src.suffix == ".db":
+                with contextlib.closing(sqlite3.connect(src)) as a, contextlib.closing(sqlite3.connect(tmp)) as b:
+                    a.backup(b)
+            else:
+                shutil.copyfile(src, tmp)
+        written.append(dst)
+    return written
+
+
 def write_tables(plan: Plan, doc: Path = REPO / "docs" / "campaign.md") -> None:
-    """Put the result tables of what has run so far into ``doc`` (:mod:`campaign_tables`)."""
+    """Record what has run (:func:`record`), then put its result tables into ``doc`` (:mod:`campaign_tables`)."""
     import campaign_tables
 
-    evals = plan.root / "evaluation"
-    decoder, encoder = study_dir(plan, "decoder"), study_dir(plan, "encoder")
-    # the earlier decoder studies, moved aside by hand (docs/campaign.md says how each differed)
-    unconstrained, subset_20k, noise = (decoder.with_name(decoder.name + s) for s in ("_unconstrained", "_20k", "_cost_noise"))
-    first_encoder = encoder.with_name(encoder.name + "_val_loss")
+    for path in record(plan):
+        print(f"recorded {_rel(str(path))}")
+    rec = plan.docs_dir
+    evals = rec / "evaluation"
+    decoder, encoder = (study_dir(plan, stage).name for stage in ("decoder", "encoder"))
     block = campaign_tables.render(
+        # the earlier runs' storages, kept beside the record (docs/campaign.md says how each differed)
         studies={
-            "fspnet_decoder, first run: no inference-time constraint, 20,000 spectra": unconstrained,
-            "fspnet_decoder, second run: 20,000 spectra": subset_20k,
-            "fspnet_decoder, third run: the constraint misread by timing noise": noise,
-            "fspnet_decoder": decoder,
-            "fspnet_encoder, first run: on val_loss, through the second decoder run's winner": first_encoder,
-            "fspnet_encoder": encoder,
+            "fspnet_decoder, first run: no inference-time constraint, 20,000 spectra": rec / f"{decoder}_unconstrained.db",
+            "fspnet_decoder, second run: 20,000 spectra": rec / f"{decoder}_20k.db",
+            "fspnet_decoder, third run: the constraint misread by timing noise": rec / f"{decoder}_cost_noise.db",
+            "fspnet_decoder, fourth run: no cosine schedule": rec / f"{decoder}_plateau.db",
+            "fspnet_decoder": rec / f"{decoder}.db",
+            "fspnet_encoder, first run: on val_loss, through the second decoder run's winner": rec / f"{encoder}_val_loss.db",
+            "fspnet_encoder, second run: through the fourth decoder run's winner": rec / f"{encoder}_second.db",
+            "fspnet_encoder": rec / f"{encoder}.db",
         },
-        finals={
-            "found decoder": decoder,
-            "found decoder, 20,000-spectrum study": subset_20k,
-            "found encoder, first study (val_loss)": first_encoder,
-            "found encoder": encoder,
-        },
-        bench=plan.root / "bench_pruning",
-        found_decoders={"found decoder": (decoder, "found"), "found by the 20,000-spectrum study": (subset_20k, "found-20k")},
+        finals={"found decoder": rec / f"{decoder}.train_best.json", "found encoder": rec / f"{encoder}.train_best.json"},
+        pruning=rec / "pruning.md",
+        found_decoders={"found decoder": (rec / f"{decoder}.train_best.json", "found")},
         evals=evals,
-        encoders={
-            "found": evals / "found",
-            "found by the first encoder study": evals / "found-val-loss",
-            "FSP-Net default": evals / "default",
-            "shipped before": evals / "shipped",
-        },
+        encoders={"found": evals / "found", "FSP-Net default": evals / "default", "shipped before": evals / "shipped"},
     )
     campaign_tables.update_doc(doc, block)
     print(f"wrote the result tables into {doc}")

@@ -60,11 +60,12 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def study_rows(study_dirs: tp.Mapping[str, Path]) -> str:
-    """One row per study: trials by state, epochs run, wall time, best value, trial and params."""
+def study_rows(storages: tp.Mapping[str, Path]) -> str:
+    """One row per study storage: trials by state, epochs run, wall time, best value, trial and params."""
+    from hpo.collate import ranked_trials
+
     rows = []
-    for label, folder in study_dirs.items():
-        db = folder / "study.db"
+    for label, db in storages.items():
         if not db.exists():
             rows.append([label, f"not run (`{_show(db)}` missing)", "", "", "", "", ""])
             continue
@@ -77,9 +78,10 @@ def study_rows(study_dirs: tp.Mapping[str, Path]) -> str:
         starts = [t.datetime_start for t in trials if t.datetime_start]
         ends = [t.datetime_complete for t in trials if t.datetime_complete]
         wall = (max(ends) - min(starts)).total_seconds() / 60 if starts and ends else math.nan
-        best = _read(folder / "best_params.json")
+        ranked = ranked_trials(study)
+        best = ranked[0] if ranked else None
         params = ", ".join(
-            f"{k} {_num(v, '.3g') if isinstance(v, float) else v}" for k, v in (best or {}).get("params", {}).items()
+            f"{k} {_num(v, '.3g') if isinstance(v, float) else v}" for k, v in (best.params if best else {}).items()
         )
         rows.append(
             [
@@ -87,8 +89,8 @@ def study_rows(study_dirs: tp.Mapping[str, Path]) -> str:
                 f"{len(trials)} ({count[TrialState.COMPLETE]} / {count[TrialState.PRUNED]} / {count[TrialState.FAIL]})",
                 str(epochs),
                 f"{wall:.1f} min",
-                " ".join([_num((best or {}).get("values", [None])[0]), *(best or {}).get("metrics", [])[:1]]),
-                str((best or {}).get("trial", "–")),
+                " ".join([_num(best.values[0] if best else None), *study.user_attrs.get("metrics", [])[:1]]),
+                str(best.number if best else "–"),
                 params,
             ]
         )
@@ -104,13 +106,13 @@ def study_rows(study_dirs: tp.Mapping[str, Path]) -> str:
     return _table(head, rows)
 
 
-def final_rows(study_dirs: tp.Mapping[str, Path]) -> str:
-    """``hpo.train_best``: val_loss per seed and mean ± std."""
+def final_rows(summaries: tp.Mapping[str, Path]) -> str:
+    """``hpo.train_best``'s ``summary.json`` of each winner: val_loss per seed and mean ± std."""
     rows = []
-    for label, folder in study_dirs.items():
-        s = _read(folder / "best" / "summary.json")
+    for label, path in summaries.items():
+        s = _read(path)
         if s is None:
-            rows.append([label, f"not run (`{_show(folder / 'best' / 'summary.json')}` missing)", "", ""])
+            rows.append([label, f"not run (`{_show(path)}` missing)", "", ""])
             continue
         values = [float(r["value"]) for r in s["runs"]]
         seeds = ", ".join(str(r["seed"]) for r in s["runs"])
@@ -127,8 +129,8 @@ def _final_metric(summary: Path, key: str) -> list[float]:
 def decoder_rows(found: tp.Mapping[str, tuple[Path, str]], evals: Path) -> str:
     """Held-out reconstruction of every seed's found decoders and the default one, with the relative cost.
 
-    ``found`` maps a column's label to the study folder whose ``best/summary.json`` holds the final
-    trainings and to the ``<evals>/decoder-<kind>`` folder of their evaluations.
+    ``found`` maps a column's label to the ``summary.json`` of its final trainings and to the
+    ``<evals>/decoder-<kind>`` folder of their evaluations.
     """
 
     def col(kind: str, key: str) -> list[float]:
@@ -162,7 +164,7 @@ def decoder_rows(found: tp.Mapping[str, tuple[Path, str]], evals: Path) -> str:
         ],
         [
             "forward time / default decoder's (timed in alternation)",
-            *(_mean_std(_final_metric(study / "best" / "summary.json", "inference_cost"), ".3f") for study, _ in found.values()),
+            *(_mean_std(_final_metric(summary, "inference_cost"), ".3f") for summary, _ in found.values()),
             "1",
             "≤ 1",
         ],
@@ -251,14 +253,13 @@ def encoder_rows(evaluations: tp.Mapping[str, Path]) -> str:
     return "\n".join(out)
 
 
-def pruning_table(bench: Path) -> str:
-    """``bench_pruning``'s table (``pruning.md``), as it wrote it."""
-    md = bench / "pruning.md"
+def pruning_table(md: Path) -> str:
+    """``bench_pruning``'s table (its ``pruning.md``), as it wrote it."""
     return md.read_text().strip() if md.exists() else f"Not run yet (`{_show(md)}` missing: the `pruning` step)."
 
 
 def render(
-    *, studies: tp.Mapping[str, Path], finals: tp.Mapping[str, Path], bench: Path,
+    *, studies: tp.Mapping[str, Path], finals: tp.Mapping[str, Path], pruning: Path,
     found_decoders: tp.Mapping[str, tuple[Path, str]], evals: Path, encoders: tp.Mapping[str, Path],
 ) -> str:  # fmt: skip
     """The whole results block (Markdown)."""
@@ -266,7 +267,7 @@ def render(
         [
             "### Studies\n\n" + study_rows(studies),
             "### Final training of the winners (`hpo.train_best`, the whole training file)\n\n" + final_rows(finals),
-            "### Does pruning pay?\n\n" + pruning_table(bench),
+            "### Does pruning pay?\n\n" + pruning_table(pruning),
             "### Decoders on the held-out spectra (mean ± std over seeds)\n\n" + decoder_rows(found_decoders, evals),
             "### Encoders on the held-out spectra\n\n" + encoder_rows(encoders),
         ]

@@ -46,6 +46,10 @@ __all__ = ["JobWorkers", "LaunchSummary", "SlurmLauncher", "max_array_size", "st
 
 _log = logging.getLogger(__name__)
 
+# A local job runs on the user's own machine: no time limit unless the study's ``slurm:`` section
+# or ``--time-min`` sets one (Slurm's 60-minute default would kill a study's last trials).
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60
+
 
 class JobWorkers:
     """What one job runs: ``python -m slurm.worker`` with ``n_workers`` packed workers.
@@ -119,7 +123,8 @@ class SlurmLauncher:
         study: the study file.
         workers: worker processes in total.
         trials_per_worker: ``--n-trials`` of each worker.
-        executor: ``"slurm"`` or ``"local"`` (processes on this machine, same workers).
+        executor: ``"slurm"`` or ``"local"`` (processes on this machine, same workers; their
+            time limit is ``time_min`` only where the study or ``slurm`` sets it).
         trials_per_node: workers per job (GPU packing), each with its own ``gpus_per_task``
             GPUs (default 1 when packing); ``workers`` is rounded up to a multiple of it. The
             ``slurm:`` option ``trials_per_gpu`` (``--trials-per-gpu``) lets k of them share a GPU.
@@ -174,6 +179,7 @@ class SlurmLauncher:
         section = dict(self.cfg.raw.get("slurm") or {})
         section.update(slurm or {})
         self.options = check_slurm_options(section, where="slurm")
+        self.local_timeout_min = int(section.get("time_min", LOCAL_TIMEOUT_MIN))
         self.executor_name = executor
         self.trials_per_node = trials_per_node
         self.n_jobs = math.ceil(workers / trials_per_node)
@@ -213,7 +219,7 @@ class SlurmLauncher:
         opts = self.options
         if self.executor_name == "local":
             local = submitit.LocalExecutor(folder=str(self.folder))
-            local.update_parameters(timeout_min=int(opts["time_min"]))
+            local.update_parameters(timeout_min=self.local_timeout_min)
             with local.batch():
                 jobs = [local.submit(worker) for _ in range(self.n_jobs)]
             self.jobs = list(jobs)

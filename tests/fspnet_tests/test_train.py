@@ -160,6 +160,32 @@ def test_early_stopping_and_stages(base_overrides, tmp_path):
     assert history[-1]["lr"] == pytest.approx(3e-4)
 
 
+def test_cosine_schedule_anneals_each_stage_and_resumes_exactly(base_overrides, tmp_path):
+    import math
+
+    cosine = {
+        "training.lr_schedule": "cosine",
+        "training.learning_rate": 1e-3,
+        "training.min_lr": 1e-5,
+        "training.patience": None,
+    }
+    staged = {**cosine, "training.epochs": 4, "training.stages": [{"epochs": 2, "patience": None}]}
+    train(_config(base_overrides, tmp_path, "full", **staged))
+    history = json.loads((tmp_path / "full" / "metrics.json").read_text())["history"]
+    # the rate the next epoch trains at: down a half cosine to min_lr, then again from a tenth
+    expected = [1e-5 + (1e-3 - 1e-5) * (1 + math.cos(math.pi * e / 4)) / 2 for e in (1, 2, 3, 4)]
+    expected += [1e-5 + (1e-4 - 1e-5) * (1 + math.cos(math.pi * e / 2)) / 2 for e in (1, 2)]
+    assert [h["lr"] for h in history] == pytest.approx(expected)
+    # stopped after epoch 2, then resumed: the scheduler continues where it was
+    train(_config(base_overrides, tmp_path, "split", **staged), lambda epoch, metrics: {"stop"} if epoch == 2 else None)
+    train(_config(base_overrides, tmp_path, "split", resume=True, **staged))
+    resumed = json.loads((tmp_path / "split" / "metrics.json").read_text())["history"]
+    assert [h["lr"] for h in resumed] == [h["lr"] for h in history]
+    assert [h["val_loss"] for h in resumed] == [h["val_loss"] for h in history]
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        load_config(None, {**base_overrides, "training.lr_schedule": "linear"})
+
+
 def test_non_finite_loss_stops_at_the_first_bad_batch_with_an_error(base_overrides, tmp_path, capsys):
     exploding = {"training.learning_rate": 1e30, "training.epochs": 10}
     with pytest.raises(TrainingError, match=r"run: epoch 1, batch \d+ of 12: the training loss is (inf|nan); training stopped"):

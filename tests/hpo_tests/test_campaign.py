@@ -250,10 +250,10 @@ def test_tables_go_between_the_markers_and_say_what_has_not_run(tmp_path):
         '{"decoder": {"mse_transformed": 4e-5, "mse_physical": 2.0, "us_per_spectrum": 30.0, "n_weights": 20}}'
     )
     block = tables.render(
-        studies={"s": tmp_path / "no-study"},
-        finals={"found decoder": tmp_path / "no-study"},
-        bench=tmp_path / "no-bench",
-        found_decoders={"found decoder": (tmp_path / "no-study", "found")},
+        studies={"s": tmp_path / "no-study.db"},
+        finals={"found decoder": tmp_path / "no-study.train_best.json"},
+        pruning=tmp_path / "no-pruning.md",
+        found_decoders={"found decoder": (tmp_path / "no-study.train_best.json", "found")},
         evals=evals,
         encoders={"found": evals / "found"},
     )
@@ -266,3 +266,30 @@ def test_tables_go_between_the_markers_and_say_what_has_not_run(tmp_path):
     bare.write_text("no markers")
     with pytest.raises(SystemExit, match="no <!-- campaign-results:begin -->"):
         tables.update_doc(bare, block)
+
+
+def test_record_copies_what_the_tables_read_into_the_docs_folder(tmp_path, monkeypatch):
+    import optuna
+
+    monkeypatch.delenv("HPO_STORAGE", raising=False)
+    plan = campaign.quick_plan(tmp_path)
+    folder = campaign.study_dir(plan, "decoder")
+    (folder / "best").mkdir(parents=True)
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{folder / 'study.db'}")
+    study.set_user_attr("metrics", ["val_loss"])
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    (folder / "best" / "summary.json").write_text('{"runs": [{"seed": 0, "value": 0.5, "metrics": {}}]}')
+    summary = plan.root / "evaluation" / "decoder-found" / "seed-0" / "summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text('{"decoder": {"mse_transformed": 2e-5}}')
+    written = campaign.record(plan)
+    docs = plan.docs_dir
+    assert sorted(p.relative_to(docs).as_posix() for p in written) == [
+        "evaluation/decoder-found/seed-0/summary.json", "fspnet_decoder.db", "fspnet_decoder.train_best.json",
+    ]  # fmt: skip
+    copy = optuna.load_study(study_name="s", storage=f"sqlite:///{docs / 'fspnet_decoder.db'}")
+    assert [t.params for t in copy.trials] == [t.params for t in study.trials]
+    tables = _load("campaign_tables", REPO / "scripts" / "campaign_tables.py")
+    rows = tables.study_rows({"decoder": docs / "fspnet_decoder.db"})
+    best = min(study.trials, key=lambda t: t.value)
+    assert "| decoder | 3 (3 / 0 / 0) | 0 |" in rows and f"val_loss | {best.number} | x {best.params['x']:.3g} |" in rows

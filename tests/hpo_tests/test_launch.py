@@ -135,3 +135,12 @@ def test_report_takes_the_same_set_as_the_workers(study, tmp_path, capsys):
     assert f"report: {moved / name / 'report.html'}" in capsys.readouterr().out and (moved / name / "report.html").is_file()
     assert report_main(["--study", str(study), "--set", "n_trials=zero"]) == 2
     assert "n_trials" in capsys.readouterr().err
+
+
+def test_local_jobs_have_no_time_limit_unless_one_is_set(study):
+    # Slurm's 60-minute default killed a local study's last trial at its 60-minute timeout
+    from slurm.launch import LOCAL_TIMEOUT_MIN
+
+    assert SlurmLauncher(study, workers=1, trials_per_worker=1, executor="local").local_timeout_min == LOCAL_TIMEOUT_MIN
+    limited = SlurmLauncher(study, workers=1, trials_per_worker=1, executor="local", slurm={"time_min": 5})
+    assert limited.local_timeout_min == 5 and limited.options["time_min"] == 5
