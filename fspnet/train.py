@@ -15,7 +15,9 @@ The schedule is the first stage, the extra ``training.stages`` (each from the be
 tenth of the learning rate) and, when ``training.fine_tune_worst`` and ``fine_tune_epochs`` are
 set, NNPowerspectra's last stage: the N training spectra with the worst loss under the best
 weights so far are chosen once (:func:`select_worst`) and trained on alone, at a tenth of the
-last stage's learning rate, while validation stays on the whole validation split.
+last stage's learning rate, while validation stays on the whole validation split. Within a
+stage the learning rate follows ``training.lr_schedule``: FSP-Net's ReduceLROnPlateau, or a half
+cosine down to ``min_lr`` over the stage's epochs (better for a fixed epoch budget).
 
 The run directory's files (names, writing, loading) belong to :mod:`fspnet.rundir`; nothing
 in it changes until the new run has been built and validated.

@@ -603,6 +603,7 @@ def write_tables(plan: Plan, doc: Path = REPO / "docs" / "campaign.md") -> None:
             "fspnet_decoder, second run: 20,000 spectra": rec / f"{decoder}_20k.db",
             "fspnet_decoder, third run: the constraint misread by timing noise": rec / f"{decoder}_cost_noise.db",
             "fspnet_decoder, fourth run: no cosine schedule": rec / f"{decoder}_plateau.db",
+            "fspnet_decoder, fifth run: the schedule tuned": rec / f"{decoder}_schedule_tuned.db",
             "fspnet_decoder": rec / f"{decoder}.db",
             "fspnet_encoder, first run: on val_loss, through the second decoder run's winner": rec / f"{encoder}_val_loss.db",
             "fspnet_encoder, second run: through the fourth decoder run's winner": rec / f"{encoder}_second.db",
