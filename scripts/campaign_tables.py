@@ -185,7 +185,35 @@ def decoder_rows(found: tp.Mapping[str, tuple[Path, str]], evals: Path) -> str:
                 "≥ 20 %",
             ]
         )
+    excess = {k: _above_floor(evals, k) for k in [*kinds, "default"]}
+    if all(excess.values()):
+        rows += [
+            [
+                "noise floor: an ideal decoder's held-out MSE",
+                *(_mean_std(col(k, "noise_floor")) for k in kinds),
+                _mean_std(col("default", "noise_floor")),
+                "",
+            ],
+            ["MSE above the noise floor", *(_mean_std(excess[k]) for k in kinds), _mean_std(excess["default"]), ""],
+            [
+                "MSE above the floor below the default's",
+                *(f"{100 * (1 - statistics.mean(excess[k]) / statistics.mean(excess['default'])):.1f} %" for k in kinds),
+                "",
+                "",
+            ],
+        ]
     return _table(["", *found, "FSP-Net's default decoder", "goal"], rows)
+
+
+def _above_floor(evals: Path, kind: str) -> list[float]:
+    """Each seed's held-out MSE less its noise floor (empty when an evaluation has no floor)."""
+    values = []
+    for path in sorted((evals / f"decoder-{kind}").glob("seed-*/summary.json")):
+        d = (_read(path) or {}).get("decoder") or {}
+        if d.get("noise_floor") is None:
+            return []
+        values.append(float(d["mse_transformed"]) - float(d["noise_floor"]))
+    return values
 
 
 def _first(evals: Path, kind: str, key: str) -> tp.Any:

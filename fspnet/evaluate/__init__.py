@@ -1,11 +1,11 @@
 """Evaluation: XSPEC's pgstat, the traditional (non-network) fit used as the baseline, the
 documented accuracy and speed goals (:data:`GOALS`), and the report of
 ``python -m fspnet.evaluate`` (:func:`evaluate`, read back with :func:`read_evaluation`; a
-decoder run's report: :func:`evaluate_decoder`, :class:`DecoderSection`)."""
+decoder run's report: :func:`evaluate_decoder`, :class:`DecoderSection`, :func:`noise_floor`)."""
 
 from __future__ import annotations
 
-from fspnet.evaluate._decoder import DecoderSection, evaluate_decoder
+from fspnet.evaluate._decoder import DecoderSection, evaluate_decoder, noise_floor
 from fspnet.evaluate._evaluate import (
     EvaluateOptions,
     EvaluationDigest,
@@ -26,6 +26,7 @@ __all__ = [
     "evaluate",
     "evaluate_decoder",
     "fit_spectra",
+    "noise_floor",
     "pgstat",
     "pgstat_gradient",
     "read_evaluation",

@@ -88,6 +88,8 @@ def _digest(s: dict[str, tp.Any]) -> str:
             f"held-out reconstruction MSE over {d['n_spectra']} spectra: {d['mse_transformed']:.4g} (scaled log "
             f"spectra), {d['mse_physical']:.4g} (physical units); {d['us_per_spectrum']:.3g} µs/spectrum"
         )
+        if d.get("noise_floor") is not None:
+            lines.append(f"noise floor (an ideal decoder's MSE on these spectra): {d['noise_floor']:.4g} (scaled log spectra)")
         return "\n".join(lines)
     methods = s["recovery"]["methods"]
     if "encoder" in methods:

@@ -3,7 +3,9 @@
 A decoder maps a spectrum's parameters to the spectrum. On a held-out dataset with true
 parameters it is judged by the mean squared error of its reconstructions, in the space it was
 trained in (scaled log spectra: the trainer's ``loss``) and in physical units
-(counts s^-1 keV^-1 detector^-1, squared), and by its time per spectrum on this machine.
+(counts s^-1 keV^-1 detector^-1, squared), and by its time per spectrum on this machine. On
+synthetic noisy spectra the error has a floor no decoder can beat, the noise itself
+(:func:`noise_floor`); the section reports it beside the error.
 :class:`DecoderSection` is the report section; :func:`evaluate_decoder` writes the report.
 """
 
@@ -23,19 +25,21 @@ import torch
 
 from fspnet import __version__
 from fspnet.data import SpectrumDataset, read_dataset
-from fspnet.errors import DataError
+from fspnet.errors import DataError, FspnetError
 from fspnet.evaluate._report import Report, write_csv
 from runtools.io import write_json
 
 if tp.TYPE_CHECKING:
     from fspnet.rundir import Run
 
-__all__ = ["DecoderSection", "decode", "evaluate_decoder", "time_decoder"]
+__all__ = ["DecoderSection", "decode", "evaluate_decoder", "noise_floor", "time_decoder"]
 
 log = logging.getLogger(__name__)
 
 #: spectra decoded per batch (and in the batch the decoder is timed on)
 DECODER_BATCH = 4096
+#: fresh noise draws per spectrum that estimate the noise floor
+NOISE_DRAWS = 16
 
 
 @torch.no_grad()
@@ -80,6 +84,37 @@ def time_decoder(run: Run, params: np.ndarray, device: str = "cpu", repeats: int
     return best / max(len(params), 1)
 
 
+def noise_floor(
+    run: Run, ds: SpectrumDataset, rows: np.ndarray | None = None, draws: int = NOISE_DRAWS, seed: int = 0
+) -> float | None:
+    """The held-out MSE of an ideal decoder: the noise's variance in the decoder's space.
+
+    Trained with the MSE on noisy spectra, a decoder tends to the mean of the scaled log noisy
+    spectrum at the parameters; against held-out noisy spectra its error cannot go below the
+    variance about that mean. Estimated from ``draws`` fresh draws of the noise of the spectra
+    ``rows`` of ``ds`` (default all) at their true parameters, with the generator config ``ds``
+    was made with; ``None`` unless ``ds`` holds Poisson-noise spectra from :mod:`fspnet.synthesize`.
+    """
+    from fspnet.evaluate._context import exposures
+    from fspnet.synthesize import Synthesizer
+
+    cfg = ds.source.get("config") if ds.source.get("generator") == "fspnet.synthesize" else None
+    if ds.params is None or not isinstance(cfg, dict) or cfg.get("noise", "poisson") != "poisson" or draws < 2:
+        return None
+    try:
+        syn = Synthesizer(cfg)
+        t, _ = exposures(ds, syn.folder.detectors)
+    except FspnetError as e:
+        log.warning("no noise floor: the generator of the data cannot be rebuilt (%s)", e)
+        return None
+    params = np.asarray(ds.params, dtype=np.float64)
+    if rows is not None:
+        params, t = params[rows], t[rows]
+    rng = np.random.default_rng(seed)
+    scaled = [np.asarray(run.transforms.spectra(syn.simulate(params, t, rng)[0]), dtype=np.float64) for _ in range(draws)]
+    return float(np.var(np.stack(scaled), axis=0, ddof=1).mean())
+
+
 @dataclasses.dataclass
 class DecoderSection:
     """Held-out reconstruction error and speed of a decoder (summary key ``decoder``).
@@ -96,6 +131,8 @@ class DecoderSection:
         device: torch device of the decoder.
         torch_threads: torch's CPU threads.
         n_weights: the decoder's weights.
+        noise_floor: :func:`noise_floor`, the ``mse_transformed`` of an ideal decoder on these
+            spectra (``None`` for spectra not made by :mod:`fspnet.synthesize` with noise).
         per_spectrum: [N] mean squared error of each spectrum (scaled log space); not serialised.
     """
 
@@ -110,6 +147,7 @@ class DecoderSection:
     device: str
     torch_threads: int
     n_weights: int
+    noise_floor: float | None = None
     per_spectrum: np.ndarray = dataclasses.field(repr=False, default_factory=lambda: np.zeros(0))
 
     @classmethod
@@ -130,6 +168,7 @@ class DecoderSection:
             raise DataError("no spectrum has finite values and parameters")
         if not ok.all():
             log.warning("%d of %d spectra hold NaN or inf and are left out", int((~ok).sum()), len(params))
+        floor = noise_floor(run, ds, np.flatnonzero(ok))
         spectra, params = spectra[ok], params[ok]
         recon = decode(run, params, device)  # [N, C] scaled log
         target = np.asarray(run.transforms.spectra(spectra), dtype=np.float64)  # [N, C] scaled log
@@ -141,7 +180,7 @@ class DecoderSection:
             n_spectra=len(params), mse_transformed=float(per.mean()), mse_physical=float(((physical - spectra) ** 2).mean()),
             median_mse_transformed=float(np.median(per)), s_per_spectrum=s, timing_batch=k, device=str(device),
             torch_threads=int(torch.get_num_threads()), n_weights=sum(p.numel() for p in run.network.parameters()),
-            per_spectrum=per,
+            noise_floor=floor, per_spectrum=per,
         )  # fmt: skip
 
     @property
@@ -164,6 +203,10 @@ class DecoderSection:
                 ["spectra", self.n_spectra],
                 ["MSE, scaled log spectra (the training loss)", self.mse_transformed],
                 ["median per-spectrum MSE, scaled log spectra", self.median_mse_transformed],
+                [
+                    "noise floor: an ideal decoder's MSE, scaled log spectra",
+                    "–" if self.noise_floor is None else self.noise_floor,
+                ],
                 ["MSE, physical units ((counts s⁻¹ keV⁻¹ detector⁻¹)²)", self.mse_physical],
                 ["µs per spectrum (batched, with the transforms)", self.us_per_spectrum],
                 ["how timed", f"batch of {self.timing_batch} on {self.device}, {self.torch_threads} torch threads"],

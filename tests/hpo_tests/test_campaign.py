@@ -243,11 +243,11 @@ def test_tables_go_between_the_markers_and_say_what_has_not_run(tmp_path):
     evals = tmp_path / "evaluation"
     (evals / "decoder-found" / "seed-0").mkdir(parents=True)
     (evals / "decoder-found" / "seed-0" / "summary.json").write_text(
-        '{"decoder": {"mse_transformed": 2e-5, "mse_physical": 1.0, "us_per_spectrum": 9.0, "n_weights": 10}}'
+        '{"decoder": {"mse_transformed": 2e-5, "mse_physical": 1.0, "us_per_spectrum": 9.0, "n_weights": 10, "noise_floor": 1.5e-5}}'
     )
     (evals / "decoder-default" / "seed-0").mkdir(parents=True)
     (evals / "decoder-default" / "seed-0" / "summary.json").write_text(
-        '{"decoder": {"mse_transformed": 4e-5, "mse_physical": 2.0, "us_per_spectrum": 30.0, "n_weights": 20}}'
+        '{"decoder": {"mse_transformed": 4e-5, "mse_physical": 2.0, "us_per_spectrum": 30.0, "n_weights": 20, "noise_floor": 1.5e-5}}'
     )
     block = tables.render(
         studies={"s": tmp_path / "no-study.db"},
@@ -262,6 +262,7 @@ def test_tables_go_between_the_markers_and_say_what_has_not_run(tmp_path):
     assert text.startswith("# page\n\nbefore\n") and text.endswith(f"{tables.END}\nafter\n") and "old" not in text
     assert "not run (" in text and "Not run yet" in text and "Not yet evaluated" in text
     assert "| MSE below the default's | 50.0 % |  | ≥ 20 % |" in text  # 1 - 2e-5 / 4e-5
+    assert "| MSE above the floor below the default's | 80.0 % |  |  |" in text  # 1 - 0.5e-5 / 2.5e-5
     bare = tmp_path / "bare.md"
     bare.write_text("no markers")
     with pytest.raises(SystemExit, match="no <!-- campaign-results:begin -->"):

@@ -1,4 +1,4 @@
-"""python -m fspnet.evaluate on a decoder run: held-out reconstruction MSE and µs per spectrum."""
+"""python -m fspnet.evaluate on a decoder run: held-out reconstruction MSE, its noise floor and µs per spectrum."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import torch
 
 from fspnet.data import read_dataset, write_dataset
 from fspnet.errors import DataError
-from fspnet.evaluate import DecoderSection, evaluate, read_evaluation
+from fspnet.evaluate import DecoderSection, evaluate, noise_floor, read_evaluation
 from fspnet.evaluate.__main__ import main
+from fspnet.evaluate._context import exposures
 from fspnet.rundir import load_run
+from fspnet.synthesize import Synthesizer
 
 
 def test_decoder_run_gets_its_reconstruction_report(eval_runs, synth_paths, tmp_path, capsys):
@@ -71,3 +73,26 @@ def test_decoder_evaluation_names_wrong_bins(eval_runs, synth_paths, tmp_path):
     write_dataset(path, ds)
     with pytest.raises(DataError, match=r"short\.h5: spectra have 100 bins, but .*decoder outputs 240"):
         evaluate(eval_runs["decoder"], path, tmp_path / "out")
+
+
+def test_the_noise_floor_is_what_the_best_possible_decoder_scores(eval_runs, synth_paths):
+    """The mean of many fresh noise draws at the true parameters is (nearly) the ideal decoder:
+    its error against the held-out noisy spectra, an independent draw, is the floor."""
+    run, ds = load_run(eval_runs["decoder"]), read_dataset(synth_paths["heldout"])
+    floor = DecoderSection.compute(run, ds).noise_floor
+    assert floor is not None and floor == noise_floor(run, ds)
+    syn = Synthesizer(ds.source["config"])
+    t, _ = exposures(ds, syn.folder.detectors)
+    rng = np.random.default_rng(1)
+    draws = [np.asarray(run.transforms.spectra(syn.simulate(ds.params, t, rng)[0])) for _ in range(64)]
+    ideal = np.mean(draws, axis=0)
+    held_out = np.asarray(run.transforms.spectra(np.asarray(ds.spectra, dtype=np.float64)))
+    assert float(((ideal - held_out) ** 2).mean()) == pytest.approx(floor * (1 + 1 / 64), rel=0.25)
+
+
+def test_spectra_without_noise_have_no_noise_floor(eval_runs, synth_paths, tmp_path):
+    run, ds = load_run(eval_runs["decoder"]), read_dataset(synth_paths["heldout"])
+    ds.source = {**ds.source, "config": {**ds.source["config"], "noise": "none"}}
+    assert noise_floor(run, ds) is None
+    ds.source = {"generator": "fspnet.preprocess"}
+    assert noise_floor(run, ds) is None

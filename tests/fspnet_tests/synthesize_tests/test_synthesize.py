@@ -52,6 +52,16 @@ def test_same_seed_same_file(tmp_path):
     assert not np.array_equal(a.params, c.params)
 
 
+def test_more_spectra_extend_the_file_of_fewer():
+    """The campaign's studies train on the first N spectra of the final training's file: with
+    the default (independent) draws, a seed's first N spectra do not depend on how many follow."""
+    cfg = {"seed": 5, "chunk_size": 16}
+    few = synthesize(cfg, n=20, progress=False)
+    many = synthesize(cfg, n=70, progress=False)
+    np.testing.assert_array_equal(many.spectra[:20], few.spectra)
+    np.testing.assert_array_equal(many.params[:20], few.params)
+
+
 def test_clean_mode_is_the_folded_model(clean):
     ds = clean.run(20, progress=False)
     with torch.no_grad():
