@@ -101,8 +101,8 @@ def install(
     The run is loaded first (:func:`fspnet.rundir.load_run` checks that its files belong to
     one run), then its :data:`INSTALL_FILES` and the decoder run's :data:`DECODER_FILES` are
     copied into ``target`` one file at a time (temporary name, then rename), and
-    ``origin.json`` records ``origin`` with the source folders, the commit the run was trained
-    at (its ``provenance.json``), the commit installing it and the time. Installed files of an
+    ``origin.json`` records ``origin`` with the source folders, the commit the run's training
+    started at (the first record of its ``provenance.json``), the commit installing it and the time. Installed files of an
     earlier install that this one does not write (:data:`MANAGED_FILES`) are removed; other
     files in ``target`` (the package's ``__init__.py``) are left alone.
 
@@ -149,7 +149,8 @@ def install(
             f"{dec}: the decoder run of {src} lacks {', '.join(dec_missing)}; pass decoder_run= (--decoder-run) "
             "naming the decoder's run directory"
         )
-    trained = json.loads((src / "provenance.json").read_text()).get("git", {})
+    prov = json.loads((src / "provenance.json").read_text())
+    trained = (prov.get("previous") or [prov])[0].get("git", {})  # where the training started, not its last resume
     record = {
         **dict(origin),
         "run_dir": str(src),

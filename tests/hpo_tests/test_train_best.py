@@ -197,6 +197,22 @@ def test_installer_needs_the_decoder_run(studies, tmp_path):
     assert not (tmp_path / "target").exists()  # nothing half-installed
 
 
+def test_install_names_the_commit_the_training_started_at(studies, tmp_path):
+    """A resumed run's provenance.json keeps its earlier records under ``previous``; installing
+    (which resumes the finished runs first) must not pass the resume off as the training."""
+    import shutil
+
+    src = tmp_path / "run"
+    shutil.copytree(studies["enc"]["runs"][0]["run_dir"], src)
+    prov = json.loads((src / "provenance.json").read_text())
+    first = {**prov, "git": {"commit": "0" * 40, "dirty": False}}
+    prov = {**prov, "git": {"commit": "1" * 40, "dirty": True}, "previous": [first]}
+    (src / "provenance.json").write_text(json.dumps(prov))
+    install(src, tmp_path / "target", origin={})
+    origin = json.loads((tmp_path / "target" / ORIGIN).read_text())
+    assert origin["trained_at_commit"] == {"commit": "0" * 40, "dirty": False}
+
+
 def test_install_refuses_when_no_seed_has_a_finite_value(studies):
     from hpo.train_best import install_best
 

@@ -74,16 +74,22 @@ def test_sections_serialise_without_arrays_and_compare_reads_them_back(rng, tmp_
     assert "documented accuracy and speed goals" in (tmp_path / "cmp" / "compare.html").read_text()
 
 
-def test_compare_reads_the_shipped_evaluation_written_before_goals_were_named(tmp_path):
-    old = json.loads((PRETRAINED_DIR / "evaluation.json").read_text())
-    assert "targets" in old and "goals" not in old  # the shipped file predates the rename
-    digest = read_evaluation(PRETRAINED_DIR / "evaluation.json")
+def test_compare_reads_an_evaluation_written_before_goals_were_named(tmp_path):
+    """``data/evaluation_before_goals.json``: the shipped networks' evaluation.json of an earlier
+    release, written before ``targets`` became ``goals``."""
+    legacy = Path(__file__).parent / "data" / "evaluation_before_goals.json"
+    old = json.loads(legacy.read_text())
+    assert "targets" in old and "goals" not in old
+    digest = read_evaluation(legacy)
     assert digest.reference == "true"
     assert digest.per_parameter_pct["gamma"] == pytest.approx(
         old["recovery"]["methods"]["encoder"]["gamma"]["median_abs_delta_pct"]
     )
     assert digest.goals["recovery"]["goal_pct"] == GOALS.recovery_pct and digest.goals["speedup"]["met"] is True
-    (row,) = compare([PRETRAINED_DIR], None, tmp_path, timing_batch=16, progress=False)
+    folder = tmp_path / "pretrained"
+    shutil.copytree(PRETRAINED_DIR, folder, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    shutil.copyfile(legacy, folder / "evaluation.json")
+    (row,) = compare([folder], None, tmp_path / "compare", timing_batch=16, progress=False)
     assert row["source"].endswith("evaluation.json") and row["accuracy_goal_met"] is True
     assert row["median_reduced_pgstat"] == pytest.approx(old["pgstat"]["encoder"]["median"])
 
