@@ -1,7 +1,7 @@
 """The FSP-Net campaign as one seeded sequence of the toolkit's own commands.
 
     python scripts/campaign.py --dry-run          # print the commands, run nothing
-    python scripts/campaign.py                    # run them all (~9 h on a quiet 2-core CPU)
+    python scripts/campaign.py                    # run them all (~13 h on a quiet 2-core CPU)
     python scripts/campaign.py --from encoder-study --to encoder-best
     python scripts/campaign.py --quick --root /tmp/campaign   # tiny sizes: proves the sequence runs
 

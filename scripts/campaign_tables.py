@@ -107,17 +107,17 @@ def study_rows(storages: tp.Mapping[str, Path]) -> str:
 
 
 def final_rows(summaries: tp.Mapping[str, Path]) -> str:
-    """``hpo.train_best``'s ``summary.json`` of each winner: val_loss per seed and mean ± std."""
+    """``hpo.train_best``'s ``summary.json`` of each winner: its study's metric per seed and mean ± std."""
     rows = []
     for label, path in summaries.items():
         s = _read(path)
         if s is None:
-            rows.append([label, f"not run (`{_show(path)}` missing)", "", ""])
+            rows.append([label, f"not run (`{_show(path)}` missing)", "", "", ""])
             continue
         values = [float(r["value"]) for r in s["runs"]]
         seeds = ", ".join(str(r["seed"]) for r in s["runs"])
-        rows.append([label, _mean_std(values), seeds, ", ".join(_num(v) for v in values)])
-    return _table(["network", "val_loss mean ± std", "seeds", "per seed"], rows)
+        rows.append([label, str(s.get("metric", "")), _mean_std(values), seeds, ", ".join(_num(v) for v in values)])
+    return _table(["network", "metric", "mean ± std", "seeds", "per seed"], rows)
 
 
 def _final_metric(summary: Path, key: str) -> list[float]:

@@ -294,3 +294,13 @@ def test_record_copies_what_the_tables_read_into_the_docs_folder(tmp_path, monke
     rows = tables.study_rows({"decoder": docs / "fspnet_decoder.db"})
     best = min(study.trials, key=lambda t: t.value)
     assert "| decoder | 3 (3 / 0 / 0) | 0 |" in rows and f"val_loss | {best.number} | x {best.params['x']:.3g} |" in rows
+
+
+def test_final_rows_name_each_studys_metric(tmp_path):
+    tables = _load("campaign_tables", REPO / "scripts" / "campaign_tables.py")
+    summary = tmp_path / "enc.train_best.json"
+    summary.write_text('{"metric": "val_latent_loss", "runs": [{"seed": 0, "value": 0.5}, {"seed": 1, "value": 0.7}]}')
+    rows = tables.final_rows({"found encoder": summary, "found decoder": tmp_path / "missing.json"})
+    assert "| network | metric | mean ± std | seeds | per seed |" in rows
+    assert "| found encoder | val_latent_loss | 0.6 ± 0.1414 | 0, 1 | 0.5, 0.7 |" in rows
+    assert "| found decoder | not run (" in rows
