@@ -137,7 +137,7 @@ def decoder_rows(found: tp.Mapping[str, tuple[Path, str]], evals: Path) -> str:
         values = []
         for path in sorted((evals / f"decoder-{kind}").glob("seed-*/summary.json")):
             s = _read(path)
-            if s and "decoder" in s:
+            if s and s.get("decoder", {}).get(key) is not None:  # noise_floor: None before evaluations had it
                 values.append(float(s["decoder"][key]))
         return values
 
@@ -185,7 +185,10 @@ def decoder_rows(found: tp.Mapping[str, tuple[Path, str]], evals: Path) -> str:
                 "≥ 20 %",
             ]
         )
-    excess = {k: _above_floor(evals, k) for k in [*kinds, "default"]}
+    excess = {}
+    for k in [*kinds, "default"]:
+        mse, floor = col(k, "mse_transformed"), col(k, "noise_floor")
+        excess[k] = [m - f for m, f in zip(mse, floor, strict=True)] if len(floor) == len(mse) else []
     if all(excess.values()):
         rows += [
             [
@@ -203,17 +206,6 @@ def decoder_rows(found: tp.Mapping[str, tuple[Path, str]], evals: Path) -> str:
             ],
         ]
     return _table(["", *found, "FSP-Net's default decoder", "goal"], rows)
-
-
-def _above_floor(evals: Path, kind: str) -> list[float]:
-    """Each seed's held-out MSE less its noise floor (empty when an evaluation has no floor)."""
-    values = []
-    for path in sorted((evals / f"decoder-{kind}").glob("seed-*/summary.json")):
-        d = (_read(path) or {}).get("decoder") or {}
-        if d.get("noise_floor") is None:
-            return []
-        values.append(float(d["mse_transformed"]) - float(d["noise_floor"]))
-    return values
 
 
 def _first(evals: Path, kind: str, key: str) -> tp.Any:
