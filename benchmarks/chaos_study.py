@@ -4,10 +4,11 @@ One seeded study of ``--trials`` short trials of :func:`slurm.testing.counter_tr
 epochs of many batches, some epochs longer than the cluster's KillWait) is run by ``--tasks``
 array tasks of ``slurm/launch_hpo.sbatch`` plus ``--one-trial-tasks`` tasks that run one trial
 each, on a freshly created PostgreSQL database and, separately, on journal storage. While it
-runs, a driver injects faults at random times (seeded): SIGKILL of a worker, USR2 preemption
-(``scancel -b --signal=USR2``), ``scontrol requeue``, ``scancel`` of a whole task and, on
-PostgreSQL, one server restart (``pg_ctlcluster … restart``, as ``slurm/dev-cluster/up.sh``
-starts it). Then it checks the invariants and prints a table:
+runs, a driver injects faults at random (seeded) points of running trials, spread over the
+first ``stop_faults_at`` of the target by the study's progress, not by the clock: SIGKILL of a
+worker, USR2 preemption (``scancel -b --signal=USR2``), ``scontrol requeue``, ``scancel`` of a
+whole task and, on PostgreSQL, one server restart (``pg_ctlcluster … restart``, as
+``slurm/dev-cluster/up.sh`` starts it). Then it checks the invariants and prints a table:
 
 * every trial number is accounted for (0…n-1; each failed trial has its retry);
 * completed trials = the target, and no retry chain has two completed trials (none lost, none
@@ -225,7 +226,14 @@ def _trials(name: str, url: str) -> list[tp.Any]:
 
 
 class FaultDriver(threading.Thread):
-    """Inject ``settings.faults`` faults at random times into the running tasks (seeded)."""
+    """Inject ``settings.faults`` faults into the running tasks, paced by the study's progress (seeded).
+
+    Fault ``i`` of ``n`` is due once ``i / n`` of the fault window (``stop_faults_at`` of the
+    target) is complete, then waits a seeded random part of a trial so that it lands at a random
+    point of one: a loaded machine slows the trials, not the faults' share of them.
+    """
+
+    POLL_S = 0.5
 
     def __init__(
         self, s: Settings, name: str, url: str, trials_dir: Path, arrays: list[str], pg_restart: bool, t0: float
@@ -246,35 +254,39 @@ class FaultDriver(threading.Thread):
 
         pending = list(self.plan)
         restart_at = 0.35 if self.pg_restart else None
-        # The expected run time of the study decides the mean gap between faults.
-        mean_trial_s = self.s.epochs * sum(self.s.epoch_s) / len(self.s.epoch_s) + 3
-        slots = 8
-        expected_s = self.s.trials / slots * mean_trial_s
-        gap_s = max(1.0, self.s.stop_faults_at * expected_s / (len(pending) + 1))
+        window = self.s.stop_faults_at * self.s.trials
+        trial_s = self.s.epochs * sum(self.s.epoch_s) / len(self.s.epoch_s)
         while pending or restart_at is not None:
-            if self.stop.wait(self.rng.expovariate(1.0 / gap_s)):
+            if self.stop.wait(self.POLL_S):
                 return
-            trials = _trials(self.name, self.url)
-            done = sum(t.state == TrialState.COMPLETE for t in trials)
-            if done >= self.s.stop_faults_at * self.s.trials:
+            done = sum(t.state == TrialState.COMPLETE for t in _trials(self.name, self.url))
+            if done >= window:
                 return
             if restart_at is not None and done >= restart_at * self.s.trials:
                 ok, detail = restart_postgres()
                 self.faults.append(Fault("pg_restart", time.monotonic() - self.t0, "postgresql", None, ok, detail))
                 restart_at = None
                 continue
-            if not pending:
+            if not pending or done < window * (len(self.plan) - len(pending)) / len(self.plan) or not self._running():
                 continue
-            running = [t for t in trials if t.state == TrialState.RUNNING and self._owner(t)]
-            live = {job for job, state in _queued(self.arrays) if state == "RUNNING"}
-            running = [
-                t for t in running if self._owner(t) in live and (self.trials_dir / str(t.number) / "workers.jsonl").exists()
-            ]
-            if not running:
-                continue
-            trial = self.rng.choice(running)
-            kind = pending.pop()
-            self.faults.append(self._inject(kind, trial))
+            if self.stop.wait(self.rng.uniform(0.0, trial_s / 2)):
+                return
+            running = self._running()
+            if running:
+                self.faults.append(self._inject(pending.pop(), self.rng.choice(running)))
+
+    def _running(self) -> list[tp.Any]:
+        """The running trials whose Slurm task is running and whose worker has started."""
+        from optuna.trial import TrialState
+
+        live = {job for job, state in _queued(self.arrays) if state == "RUNNING"}
+        return [
+            t
+            for t in _trials(self.name, self.url)
+            if t.state == TrialState.RUNNING
+            and self._owner(t) in live
+            and (self.trials_dir / str(t.number) / "workers.jsonl").exists()
+        ]
 
     @staticmethod
     def _owner(trial: tp.Any) -> str | None:
