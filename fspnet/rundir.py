@@ -21,6 +21,9 @@ directory holds:
 ``reconstruction.png``   validation spectra against their reconstructions
 ``decoder.safetensors``  (encoder runs) a copy of the frozen decoder, with
 ``decoder_network.json``  its network config, so the run directory stands alone
+``ensemble.json``        (an ensemble, :func:`write_ensemble`) the members' weight files and run
+``member-K.safetensors`` ids: ``best.safetensors`` first, then the best weights of other trainings
+                         of the same network; :func:`load_run` averages their outputs
 =======================  =====================================================================
 
 Nothing changes in a run directory until a new run has been built and validated
@@ -63,7 +66,7 @@ if tp.TYPE_CHECKING:
     from torch import nn
 
     from fspnet.data import Split, Transforms
-    from fspnet.nets import Network
+    from fspnet.nets import Ensemble, Network
 
 __all__ = [
     "BEST",
@@ -71,6 +74,7 @@ __all__ = [
     "CONFIG",
     "DECODER",
     "DECODER_NETWORK",
+    "ENSEMBLE",
     "LOSS_CURVE",
     "METRICS_CSV",
     "METRICS_JSON",
@@ -87,6 +91,7 @@ __all__ = [
     "hyperparams_config",
     "load_run",
     "read_hyperparams",
+    "write_ensemble",
 ]
 
 log = logging.getLogger("fspnet.rundir")
@@ -105,6 +110,9 @@ LOSS_CURVE = "loss_curve.png"
 RECONSTRUCTION = "reconstruction.png"
 DECODER = "decoder.safetensors"
 DECODER_NETWORK = "decoder_network.json"
+ENSEMBLE = "ensemble.json"
+#: Weight files of an ensemble's members after the first (``best.safetensors``).
+MEMBER_WEIGHTS = re.compile(r"member-[0-9]+\.safetensors")
 
 #: Every file the trainer writes into a run directory.
 RUN_FILES = (
@@ -362,7 +370,8 @@ class Run:
     Attributes:
         path: the run directory.
         stage: ``"decoder"`` or ``"encoder"``.
-        network: the model with its best weights, in eval mode.
+        network: the model with its best weights, in eval mode (an :class:`~fspnet.nets.Ensemble`
+            of the members' when the directory holds ``ensemble.json``).
         transforms: the fitted transforms.
         input_shape: the network input shape without the batch dimension.
         param_names: parameter names.
@@ -373,7 +382,7 @@ class Run:
 
     path: Path
     stage: str
-    network: Network
+    network: Network | Ensemble
     transforms: Transforms
     input_shape: tuple[int, ...]
     param_names: list[str]
@@ -386,7 +395,8 @@ def load_run(run_dir: str | os.PathLike[str], device: str | torch.device = "cpu"
     """Read a run directory (or a folder of shipped weights laid out the same way).
 
     Needs ``run.json``, ``network.json``, ``best.safetensors`` and ``transforms.json``; an
-    encoder run's ``decoder.safetensors`` + ``decoder_network.json`` are loaded when present.
+    encoder run's ``decoder.safetensors`` + ``decoder_network.json`` are loaded when present,
+    and an ensemble's members (``ensemble.json``) into one :class:`~fspnet.nets.Ensemble`.
     Nothing is unpickled.
 
     Raises:
@@ -409,9 +419,13 @@ def load_run(run_dir: str | os.PathLike[str], device: str | torch.device = "cpu"
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(f"{path / RUN_INFO}: malformed ({e})") from None
     _check_consistent(path, info, check_best=True)
-    network = build_network(str(path / NETWORK), input_shape).to(device)
-    network.load_state_dict(_load_weights(path / BEST, load_file, device))
-    network.eval()
+    members = _ensemble_members(path, info) if (path / ENSEMBLE).is_file() else [BEST]
+    nets = []
+    for name in members:
+        net = build_network(str(path / NETWORK), input_shape).to(device)
+        net.load_state_dict(_load_weights(path / name, load_file, device))
+        nets.append(net.eval())
+    network: Network | Ensemble = nets[0] if len(nets) == 1 else _ensemble(nets)
     decoder = None
     if (path / DECODER).is_file() and (path / DECODER_NETWORK).is_file():
         decoder = build_network(str(path / DECODER_NETWORK), tuple(info["output_shape"])).to(device)
@@ -442,6 +456,89 @@ def _load_weights(path: Path, load_file: tp.Callable[..., tp.Any], device: tp.An
         return load_file(str(path), device=str(device))
     except Exception as e:  # safetensors raises its own error types for a corrupt header
         raise DataError(f"{path}: cannot read the weights ({e})") from None
+
+
+def _ensemble(nets: list[Network]) -> Ensemble:
+    from fspnet.nets import Ensemble
+
+    return Ensemble(nets).eval()
+
+
+def _ensemble_members(path: Path, info: dict[str, tp.Any]) -> list[str]:
+    """The weight files listed by ``ensemble.json``, each checked to hold its member's run id."""
+    where = path / ENSEMBLE
+    try:
+        members = json.loads(where.read_text())["members"]
+        names = [str(m["weights"]) for m in members]
+        ids = [m.get("run_id") for m in members]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"{where}: malformed ({e}); expected {{'members': [{{'weights': ..., 'run_id': ...}}, ...]}}") from None
+    if len(names) < 2 or names[0] != BEST or ids[0] != info.get("run_id"):
+        raise DataError(f"{where}: the first of two or more members must be this run's {BEST} (run {info.get('run_id')})")
+    for name, run_id in zip(names[1:], ids[1:], strict=True):
+        if not MEMBER_WEIGHTS.fullmatch(name) or not (path / name).is_file():
+            raise DataError(f"{where}: member {name!r} is not a member-K.safetensors file in {path}")
+        if _safetensors_run_id(path / name) != run_id:
+            raise DataError(f"{path / name}: not the weights of run {run_id} that {where} lists; the ensemble mixes files")
+    return names
+
+
+def write_ensemble(
+    target: str | os.PathLike[str], first: str | os.PathLike[str], others: tp.Sequence[str | os.PathLike[str]]
+) -> list[str]:
+    """Make ``target`` (a copy of run directory ``first``) an ensemble of ``first`` and ``others``.
+
+    Each of ``others`` must be a training of the same network on the same data: the same stage,
+    network file, transforms, shapes, parameter names and (encoders) frozen decoder as ``first``,
+    else averaging their outputs means nothing. Their ``best.safetensors`` are copied in as
+    ``member-1.safetensors``, ... and ``ensemble.json`` lists every member's weights and run id
+    (``best.safetensors``, ``first``'s, leads).
+
+    Returns:
+        The names of the files written into ``target``.
+
+    Raises:
+        DataError: naming the member that differs from ``first``, or a run that is an ensemble.
+    """
+    target, runs = Path(target), [Path(first), *(Path(o) for o in others)]
+    loaded = [load_run(r) for r in runs]
+    ref = loaded[0]
+    for src, run in zip(runs, loaded, strict=True):
+        if (src / ENSEMBLE).is_file():
+            raise DataError(f"{src}: already an ensemble; list its member runs instead")
+        differs = [
+            what
+            for what, same in (
+                ("stage", run.stage == ref.stage),
+                ("network file", run.network.config == ref.network.config),
+                ("shapes", run.input_shape == ref.input_shape and run.network.output_shape == ref.network.output_shape),
+                ("parameter names", run.param_names == ref.param_names),
+                ("transforms", json.loads((src / TRANSFORMS).read_text()) == json.loads((runs[0] / TRANSFORMS).read_text())),
+                ("frozen decoder", _same_state(run.decoder, ref.decoder)),
+            )
+            if not same
+        ]
+        if differs:
+            raise DataError(f"{src}: cannot join the ensemble of {runs[0]}: its {', '.join(differs)} differ")
+    members = [{"weights": BEST, "run_id": _read_info(runs[0]).get("run_id"), "run_dir": str(runs[0])}]
+    written = []
+    for k, src in enumerate(runs[1:], start=1):
+        name = f"member-{k}.safetensors"
+        with atomic_path(target / name) as tmp:
+            tmp.write_bytes((src / BEST).read_bytes())
+        members.append({"weights": name, "run_id": _read_info(src).get("run_id"), "run_dir": str(src)})
+        written.append(name)
+    write_json(target / ENSEMBLE, {"reduce": "mean", "members": members})
+    return [*written, ENSEMBLE]
+
+
+def _same_state(a: nn.Module | None, b: nn.Module | None) -> bool:
+    import torch
+
+    if a is None or b is None:
+        return a is b
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def _read_info(path: Path) -> dict[str, tp.Any]:

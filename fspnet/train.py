@@ -162,6 +162,11 @@ def train(
             raise ConfigError(
                 f"encoder.decoder_run: {frozen.path} is not a decoder run (its run.json says stage {frozen.stage!r})"
             )
+        if not isinstance(frozen.network, Network):
+            raise ConfigError(
+                f"encoder.decoder_run: {frozen.path} is an ensemble (ensemble.json); train the encoder through one of "
+                "its member runs"
+            )
         decoder, transforms = frozen.network, frozen.transforms
         _freeze(decoder)
         # the encoder's data must match the decoder's spectra and (where present) parameters

@@ -13,7 +13,8 @@ study, the trial number, its parameters, the seeds' values and the commits (and 
 the decoder when it is another study's final training); ``DIR`` is ``fspnet/pretrained`` to
 replace the shipped networks, which ``python -m fspnet.predict --pretrained`` then uses.
 ``--install-seed N`` installs seed N instead (e.g. the one evaluated) and ``--evaluation
-SUMMARY_JSON`` installs its held-out evaluation (``python -m fspnet.evaluate``) beside it.
+SUMMARY_JSON`` installs its held-out evaluation (``python -m fspnet.evaluate``) beside it;
+``--ensemble`` installs every seed as one ensemble that predicts their mean (it leads).
 
 Example::
 
@@ -142,6 +143,7 @@ def install_best(
     *,
     seed: int | None = None,
     evaluation: tp.Mapping[str, tp.Any] | None = None,
+    ensemble: bool = False,
 ) -> Path:
     """Install the final training's best seed of an ``fspnet`` encoder study as pre-trained networks.
 
@@ -153,6 +155,8 @@ def install_best(
             one that was evaluated).
         evaluation: its held-out evaluation (``summary.json`` of ``python -m fspnet.evaluate``),
             installed as ``evaluation.json``.
+        ensemble: install every seed with a finite value as one ensemble predicting their mean
+            (that seed's run leads it: its run directory files are installed).
 
     Returns:
         ``target``.
@@ -189,6 +193,13 @@ def install_best(
         "seed": chosen["seed"],
         "value": chosen["value"],
     }
+    members = [Path(r["run_dir"]) for r in finite if r is not chosen] if ensemble else []
+    if ensemble and not members:
+        raise HpoError(
+            f"{cfg.study_dir / 'best' / 'summary.json'}: an ensemble needs two seeds with a finite value; train more (--seeds)"
+        )
+    if members:
+        origin["ensemble_seeds"] = [chosen["seed"], *(r["seed"] for r in finite if r is not chosen)]
     decoder_run = Path(json.loads((run_dir / "config.json").read_text())["encoder"]["decoder_run"])
     decoder_summary = decoder_run.parent / "summary.json"  # the decoder is another study's final training
     if decoder_summary.is_file():
@@ -196,7 +207,7 @@ def install_best(
         seed = next((r["seed"] for r in dec.get("runs", []) if Path(r["run_dir"]).resolve() == decoder_run.resolve()), None)
         origin["decoder"] = {**_study_origin(None, dec), "seed": seed}
     try:
-        return install(run_dir, target, origin=origin, evaluation=evaluation)
+        return install(run_dir, target, origin=origin, evaluation=evaluation, members=members)
     except DataError as e:
         raise HpoError(f"cannot install {run_dir}: {e}") from None
 
@@ -213,8 +224,9 @@ def _study_origin(study_file: Path | None, s: dict[str, tp.Any]) -> dict[str, tp
         "mean": s["mean"],
         "std": s["std"],
     }
-    if study_file is not None:
-        out["study_file"] = str(study_file)
+    if study_file is not None:  # relative to the working directory (the checkout) when inside it, as the run dirs
+        here, path = Path.cwd().resolve(), Path(study_file).resolve()
+        out["study_file"] = str(path.relative_to(here) if path.is_relative_to(here) else path)
     return out
 
 
@@ -260,11 +272,16 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
         default=None,
         help="with --install: a held-out evaluation of that run (fspnet.evaluate's summary.json), installed as evaluation.json",
     )
+    parser.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="with --install: install every seed as one ensemble that predicts their mean (--install-seed leads it)",
+    )
     parser.add_argument("--log-level", default="INFO")
     add_override_arguments(parser, search=False)  # the study the workers ran with their --set
     args = parser.parse_args(argv)
-    if (args.install_seed is not None or args.evaluation) and not args.install:
-        parser.error("--install-seed and --evaluation need --install DIR")
+    if (args.install_seed is not None or args.evaluation or args.ensemble) and not args.install:
+        parser.error("--install-seed, --evaluation and --ensemble need --install DIR")
     if args.seed_index is not None and args.install:
         parser.error("--seed-index trains one seed and writes no summary; install from a run without it")
     args.storage = storage_url(args.storage)
@@ -280,7 +297,7 @@ def main(argv: tp.Sequence[str] | None = None) -> int:
             print(f"{cfg.name}: seed {r['seed']} of trial {s['trial']}: {s['metric']} = {r['value']:.5g}  ({r['run_dir']})")
             return 0
         if args.install:
-            installed = install_best(cfg, s, args.install, seed=args.install_seed, evaluation=evaluation)
+            installed = install_best(cfg, s, args.install, seed=args.install_seed, evaluation=evaluation, ensemble=args.ensemble)
     except (HpoError, ValueError) as e:
         print(f"hpo-train-best: error: {e}", file=sys.stderr)
         return 2

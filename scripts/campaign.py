@@ -255,8 +255,20 @@ def steps(plan: Plan) -> list[Step]:
             out.append(Step(f"default-{stage}-seed-{s + k}", argv))
 
     found = study_dir(plan, "encoder") / "best"
+    ensemble = plan.root / "ensemble"
+    if plan.seeds > 1:  # every seed of the found encoder as one network (what is installed)
+        out.append(
+            Step(
+                "ensemble",
+                [PY, "-m", "hpo.train_best", "--study", str(plan.studies["encoder"]), "--seeds", str(plan.seeds),
+                 *_sets(plan, "encoder"), "--install", str(ensemble), "--install-seed", str(s), "--ensemble"],
+                note="the seeds' mean, installed to evaluate it before it is shipped",
+            )
+        )  # fmt: skip
     evals = [
+        *([("ensemble", ["--run", str(ensemble)])] if plan.seeds > 1 else []),
         ("found", ["--run", str(found / f"seed-{s}")]),
+        *((f"found-seed-{s + k}", ["--run", str(found / f"seed-{s + k}")]) for k in range(1, plan.seeds)),
         ("default", ["--run", str(default_run(plan, "encoder", s))]),
         ("shipped", ["--pretrained"]),
     ]
@@ -304,6 +316,7 @@ def steps(plan: Plan) -> list[Step]:
             )
     runs = [str(found / f"seed-{s + k}") for k in range(plan.seeds)]
     runs += [str(default_run(plan, "encoder", s + k)) for k in range(plan.seeds)]
+    runs += [str(ensemble)] if plan.seeds > 1 else []
     out.append(
         Step(
             "compare",
@@ -336,10 +349,11 @@ def steps(plan: Plan) -> list[Step]:
                 str(plan.install_dir),
                 "--install-seed",
                 str(s),
+                *(["--ensemble"] if plan.seeds > 1 else []),
                 "--evaluation",
-                str(plan.root / "evaluation" / "found" / "summary.json"),
+                str(plan.root / "evaluation" / ("ensemble" if plan.seeds > 1 else "found") / "summary.json"),
             ],
-            note="the final trainings are done: it resumes them at once, then installs the evaluated seed",
+            note="the final trainings are done: it resumes them at once, then installs what was evaluated",
         )
     )
     return out
@@ -409,7 +423,8 @@ def run(plan: Plan, selected: list[Step], *, log: tp.TextIO = sys.stdout) -> Non
         print(f"[campaign] {step.name}: {step.shell()}", file=log, flush=True)
         t0 = time.perf_counter()
         env = {**os.environ, "OMP_NUM_THREADS": str(step.threads), "MKL_NUM_THREADS": str(step.threads)}
-        argv = [sys.executable if a == PY else a for a in step.argv]
+        # paths relative to the root it runs in, as printed: the records it writes name no checkout
+        argv = [sys.executable if a == PY else _rel(a) for a in step.argv]
         rc = subprocess.run(argv, cwd=REPO, env=env, check=False).returncode
         if rc != 0:
             raise SystemExit(f"[campaign] {step.name}: exited with {rc}; fix it and rerun (finished steps are skipped)")
@@ -613,7 +628,13 @@ def write_tables(plan: Plan, doc: Path = REPO / "docs" / "campaign.md") -> None:
         pruning=rec / "pruning.md",
         found_decoders={"found decoder": (rec / f"{decoder}.train_best.json", "found")},
         evals=evals,
-        encoders={"found": evals / "found", "FSP-Net default": evals / "default", "shipped before": evals / "shipped"},
+        encoders={
+            f"found, seeds {plan.seed}-{plan.seed + plan.seeds - 1} as one ensemble (shipped)": evals / "ensemble",
+            f"found, seed {plan.seed}": evals / "found",
+            **{f"found, seed {plan.seed + k}": evals / f"found-seed-{plan.seed + k}" for k in range(1, plan.seeds)},
+            "FSP-Net default": evals / "default",
+            "shipped before": evals / "shipped",
+        },
     )
     campaign_tables.update_doc(doc, block)
     print(f"wrote the result tables into {doc}")

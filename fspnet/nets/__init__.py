@@ -10,6 +10,9 @@ Two vocabularies are read, told apart by their layer types:
 * netloader v3's (CamelCase: ``Linear``, ``Conv``, ``ConvDownscale``, ``Recurrent``,
   ``Composite``, ...), FSP-Net's later format, described in :mod:`fspnet.nets._netloader`.
 
+:class:`Ensemble` averages the outputs of several trainings of one network (a final
+training's seeds, used as one network).
+
 :func:`decoder_config` and :func:`encoder_config` generate configs from architecture knobs
 for hyperparameter searches; without arguments they give ``network_configs/decoder.json``
 (5 parameters -> 240 bins, 217,854 weights) and ``network_configs/encoder.json``
@@ -78,12 +81,14 @@ from __future__ import annotations
 
 from fspnet.nets._builder import LAYER_TYPES, build_network
 from fspnet.nets._cost import relative_cost
+from fspnet.nets._ensemble import Ensemble
 from fspnet.nets._netloader import LAYER_TYPES as NETLOADER_LAYER_TYPES
 from fspnet.nets._network import Network
 from fspnet.nets._templates import decoder_config, encoder_config
 
 __all__ = [
     "LAYER_TYPES",
+    "Ensemble",
     "NETLOADER_LAYER_TYPES",
     "Network",
     "build_network",

@@ -39,14 +39,22 @@ def relative_cost(net: nn.Module, reference: nn.Module, x: torch.Tensor, *, repe
     """Forward time of ``net`` on ``x`` over that of ``reference`` (1.0: as fast; < 1: faster).
 
     Both run in eval mode on the same batch, one warm-up each, then ``repeats`` alternating
-    pairs; the median of the pairs' time ratios is returned. The training modes are restored.
+    pairs, every other pair in the opposite order (so neither network always runs second, on
+    caches the other warmed); the median of the pairs' time ratios is returned. The training
+    modes are restored.
     """
     modes = (net.training, reference.training)
     net.eval()
     reference.eval()
     try:
         _forward_s(net, x), _forward_s(reference, x)  # warm-up: allocations, lazy kernels
-        pairs = [(_forward_s(net, x), _forward_s(reference, x)) for _ in range(repeats)]
+        pairs = []
+        for i in range(repeats):
+            if i % 2:
+                b = _forward_s(reference, x)
+                pairs.append((_forward_s(net, x), b))
+            else:
+                pairs.append((_forward_s(net, x), _forward_s(reference, x)))
     finally:
         net.train(modes[0])
         reference.train(modes[1])

@@ -4,7 +4,8 @@ This folder is laid out as an encoder run directory (see :mod:`fspnet.rundir`): 
 ``network.json``, ``best.safetensors``, ``transforms.json`` and ``config.json`` for the
 encoder, ``decoder.safetensors`` + ``decoder_network.json`` for its decoder (same
 transforms), ``metrics.json`` and ``provenance.json`` of the training, and ``README.md``
-with the held-out figures. Weights are safetensors: nothing is unpickled.
+with the held-out figures. An ensemble (several seeds of the final training, averaged) adds
+``ensemble.json`` and the other members' ``member-K.safetensors``. Weights are safetensors: nothing is unpickled.
 
 ``origin.json`` (written by every install since it existed) says where they came from: the run directories, the training and installing
 git commits and, for networks found by a study, the study, trial number, parameters and the
@@ -57,7 +58,7 @@ DECODER_FILES = {"metrics.json": "decoder_metrics.json", "config.json": "decoder
 ORIGIN = "origin.json"
 #: Every file :func:`install` owns in the folder: one it does not write this time is removed,
 #: so no figure or record of an earlier install is left beside new networks.
-MANAGED_FILES = (*INSTALL_FILES, *DECODER_FILES.values(), ORIGIN, "README.md", "evaluation.json")
+MANAGED_FILES = (*INSTALL_FILES, *DECODER_FILES.values(), ORIGIN, "README.md", "evaluation.json", "ensemble.json")
 
 
 def pretrained_dir(path: str | os.PathLike[str] | None = None) -> Path:
@@ -95,6 +96,7 @@ def install(
     decoder_run: str | os.PathLike[str] | None = None,
     readme: str | None = None,
     evaluation: tp.Mapping[str, tp.Any] | None = None,
+    members: tp.Sequence[str | os.PathLike[str]] = (),
 ) -> Path:
     """Install an encoder run directory (with its frozen decoder) as pre-trained networks.
 
@@ -102,9 +104,10 @@ def install(
     one run), then its :data:`INSTALL_FILES` and the decoder run's :data:`DECODER_FILES` are
     copied into ``target`` one file at a time (temporary name, then rename), and
     ``origin.json`` records ``origin`` with the source folders, the commit the run's training
-    started at (the first record of its ``provenance.json``), the commit installing it and the time. Installed files of an
-    earlier install that this one does not write (:data:`MANAGED_FILES`) are removed; other
-    files in ``target`` (the package's ``__init__.py``) are left alone.
+    started at (the first record of its ``provenance.json``), the commit installing it and the
+    time. Installed files of an earlier install that this one does not write
+    (:data:`MANAGED_FILES`, ``member-K.safetensors``) are removed; other files in ``target``
+    (the package's ``__init__.py``) are left alone.
 
     Args:
         run_dir: an encoder run directory written by :func:`fspnet.train.train`.
@@ -115,6 +118,9 @@ def install(
             ``encoder.decoder_run``).
         readme: ``README.md`` text (default: a short one generated from ``origin``).
         evaluation: a held-out evaluation summary written as ``evaluation.json``.
+        members: other encoder runs of the same network, decoder and data (e.g. the other seeds
+            of a final training): installed with ``run_dir`` as one ensemble whose prediction is
+            their mean (:func:`fspnet.rundir.write_ensemble`).
 
     Returns:
         ``target``.
@@ -127,7 +133,7 @@ def install(
         >>> install("outputs/enc/best/seed-0", "/tmp/pretrained",  # doctest: +SKIP
         ...         origin={"made_by": "python -m hpo.train_best", "study": "enc", "trial": 7})
     """
-    from fspnet.rundir import load_run
+    from fspnet.rundir import MEMBER_WEIGHTS, load_run, write_ensemble
     from runtools.io import atomic_path, write_json, write_text
     from runtools.provenance import git_commit
 
@@ -155,6 +161,7 @@ def install(
         **dict(origin),
         "run_dir": str(src),
         "decoder_run": str(dec),
+        **({"ensemble_members": [str(src), *map(str, members)]} if members else {}),
         "trained_at_commit": trained,
         "installed_at_commit": git_commit(),
         "installed_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -167,12 +174,15 @@ def install(
     for name, new in DECODER_FILES.items():
         with atomic_path(dst / new) as tmp:
             shutil.copyfile(dec / name, tmp)
+    if members:
+        written.update(write_ensemble(dst, src, members))
     if evaluation is not None:
         write_json(dst / "evaluation.json", dict(evaluation))
         written.add("evaluation.json")
     write_json(dst / ORIGIN, record)
     write_text(dst / "README.md", readme if readme is not None else _readme(record))
-    for name in MANAGED_FILES:
+    stale = [*MANAGED_FILES, *(p.name for p in dst.iterdir() if MEMBER_WEIGHTS.fullmatch(p.name))]
+    for name in stale:
         if name not in written and (dst / name).is_file():
             (dst / name).unlink()
             log.info("removed %s of an earlier install", dst / name)
@@ -188,6 +198,14 @@ def _readme(record: tp.Mapping[str, tp.Any]) -> str:
         "An encoder run directory (`fspnet.train`) with its frozen decoder: load it with",
         "`fspnet.pretrained.load_pretrained()`, or `python -m fspnet.predict --pretrained --data F.h5`.",
         "",
+        *(
+            [
+                f"An ensemble of {len(record['ensemble_members'])} trainings of one encoder (`ensemble.json`): it predicts their mean.",
+                "",
+            ]
+            if record.get("ensemble_members")
+            else []
+        ),
         "Where they came from (`origin.json`):",
         "",
     ]

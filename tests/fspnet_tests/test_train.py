@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 
 import pytest
@@ -14,7 +15,7 @@ from safetensors.torch import load_file
 from fspnet.config import from_dict, load_config
 from fspnet.data import read_dataset_cached, write_dataset
 from fspnet.errors import ConfigError, DataError, TrainingError
-from fspnet.rundir import load_run
+from fspnet.rundir import load_run, write_ensemble
 from fspnet.train import _ensure_dataset, main, read_hyperparams, train
 
 from .conftest import make_dataset
@@ -87,6 +88,13 @@ def test_encoder_data_must_fit_the_decoder(base_overrides, tmp_path, decoder_run
                 **{"encoder.decoder_run": str(_encoder(base_overrides, tmp_path, decoder_run))},
             )
         )
+    ensemble = tmp_path / "ensemble"  # an ensemble of decoders has no one network to copy into the run
+    shutil.copytree(decoder_run, ensemble)
+    write_ensemble(ensemble, decoder_run, [decoder_run])
+    with pytest.raises(
+        ConfigError, match=r"encoder\.decoder_run: .*ensemble is an ensemble \(ensemble\.json\); train the encoder"
+    ):
+        train(_config(base_overrides, tmp_path, "y", stage="encoder", **{"encoder.decoder_run": str(ensemble)}))
 
 
 def _encoder(base, tmp_path, decoder_run):

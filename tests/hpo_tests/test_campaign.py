@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import math
 import shlex
@@ -115,10 +116,17 @@ def test_campaign_dry_run_lists_the_toolkit_commands_in_order(capsys):
             f"python -m fspnet.evaluate --run {run}/seed-1 --data data/campaign/heldout.h5 "
             f"--out outputs/campaign/evaluation/decoder-{label}/seed-1"
         ) in out
-    # one installer: hpo.train_best --install of the evaluated seed, with that evaluation beside it
+    # one installer: hpo.train_best --install of the seeds as one ensemble, installed and evaluated
+    # first under the campaign's outputs, then shipped with that evaluation beside it
+    assert names.index("ensemble") < names.index("evaluate-ensemble") < names.index("install")
+    assert (
+        "python -m hpo.train_best --study studies/fspnet_encoder.yaml --seeds 2 --install outputs/campaign/ensemble "
+        "--install-seed 0 --ensemble\n"
+    ) in out
+    assert "python -m fspnet.evaluate --run outputs/campaign/ensemble --data data/campaign/heldout.h5" in out
     assert out.rstrip().splitlines()[-1] == (
         "OMP_NUM_THREADS=2 python -m hpo.train_best --study studies/fspnet_encoder.yaml --seeds 2 --install fspnet/pretrained "
-        "--install-seed 0 --evaluation outputs/campaign/evaluation/found/summary.json"
+        "--install-seed 0 --ensemble --evaluation outputs/campaign/evaluation/ensemble/summary.json"
     )
     assert "<internal>" not in out and "study_provenance" not in (REPO / "scripts" / "campaign.py").read_text()
     # the default networks get the winners' most epochs (train_best's epochs + fine-tuning)
@@ -225,8 +233,9 @@ def test_quick_plan_overrides_the_study_files_and_stays_inside_its_root(tmp_path
         str(tmp_path / "pretrained"),
         "--install-seed",
         "0",
+        "--ensemble",
         "--evaluation",
-        str(tmp_path / "evaluation" / "found" / "summary.json"),
+        str(tmp_path / "evaluation" / "ensemble" / "summary.json"),
     ]
     # hpo.launch takes the quick study command as it is: its overrides reach every worker
     from hpo.launch import main as launch_main
@@ -304,3 +313,14 @@ def test_final_rows_name_each_studys_metric(tmp_path):
     assert "| network | metric | mean ± std | seeds | per seed |" in rows
     assert "| found encoder | val_latent_loss | 0.6 ± 0.1414 | 0, 1 | 0.5, 0.7 |" in rows
     assert "| found decoder | not run (" in rows
+
+
+def test_steps_run_in_the_root_with_paths_relative_to_it(tmp_path):
+    """What the commands record (evaluation summaries, origin.json) names no checkout folder."""
+    plan = campaign.Plan(root=tmp_path / "campaign", data_dir=tmp_path / "data")
+    out = tmp_path / "argv.txt"
+    script = "import pathlib, sys; pathlib.Path(sys.argv[2]).write_text(sys.argv[1])"
+    step = campaign.Step("echo", [campaign.PY, "-c", script, str(REPO / "studies" / "x.yaml"), str(out)])
+    campaign.run(plan, [step], log=io.StringIO())
+    assert out.read_text() == "studies/x.yaml"  # outside the root (tmp_path): as given
+    assert (plan.root / "done" / "echo").is_file()

@@ -242,7 +242,71 @@ def test_install_a_chosen_seed_with_its_evaluation(studies, tmp_path, capsys):
     assert f"--evaluation {tmp_path / 'nope.json'}: cannot read the evaluation summary" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train_best_main(["--study", str(studies["enc_cfg"].path), "--install-seed", "0"])
-    assert "--install-seed and --evaluation need --install DIR" in capsys.readouterr().err
+    assert "--install-seed, --evaluation and --ensemble need --install DIR" in capsys.readouterr().err
+
+
+def test_install_the_seeds_as_an_ensemble_that_predicts_their_mean(studies, tmp_path, monkeypatch):
+    """``--ensemble``: every seed installed as one network whose output is the mean of theirs;
+    installing one seed again afterwards leaves no member of the ensemble behind."""
+    import torch
+
+    from fspnet.nets import Ensemble, Network
+    from fspnet.rundir import load_run
+    from hpo.train_best import main as train_best_main
+
+    s = studies["enc"]
+    target = tmp_path / "pretrained"
+    argv = ["--study", str(studies["enc_cfg"].path), "--log-level", "WARNING", "--install", str(target)]
+    monkeypatch.chdir(studies["enc_cfg"].path.parent)
+    assert train_best_main([*argv, "--install-seed", "1", "--ensemble"]) == 0
+    origin = json.loads((target / ORIGIN).read_text())
+    assert origin["study_file"] == "tiny_encoder.yaml"  # inside the working directory: relative to it
+    runs = {r["seed"]: r["run_dir"] for r in s["runs"]}
+    assert origin["seed"] == 1 and origin["ensemble_seeds"] == [1, 0]
+    assert origin["ensemble_members"] == [runs[1], runs[0]]
+    members = json.loads((target / "ensemble.json").read_text())["members"]
+    assert [m["weights"] for m in members] == ["best.safetensors", "member-1.safetensors"]
+    assert [m["run_dir"] for m in members] == [runs[1], runs[0]]
+    assert "An ensemble of 2 trainings" in (target / "README.md").read_text()
+    ensemble = load_pretrained(path=target)
+    assert isinstance(ensemble.network, Ensemble) and len(ensemble.network.members) == 2
+    one, other = load_run(runs[1]), load_run(runs[0])
+    x = torch.randn(5, *one.input_shape)
+    with torch.no_grad():
+        mean = (one.network(x) + other.network(x)) / 2
+        assert torch.allclose(ensemble.network(x), mean, atol=1e-6)
+        assert not torch.allclose(one.network(x), other.network(x))  # two different seeds
+    assert train_best_main(argv) == 0  # the best seed alone
+    assert not (target / "ensemble.json").exists() and not (target / "member-1.safetensors").exists()
+    assert isinstance(load_pretrained(path=target).network, Network)
+
+
+def test_an_ensemble_holds_only_trainings_of_one_network_and_its_own_files(studies, tmp_path):
+    import shutil
+
+    from fspnet.errors import DataError
+    from fspnet.rundir import load_run, write_ensemble
+
+    enc, dec = (r["run_dir"] for r in studies["enc"]["runs"]), studies["dec"]["runs"][0]["run_dir"]
+    first, second = enc
+    target = tmp_path / "ens"
+    shutil.copytree(first, target)
+    with pytest.raises(
+        DataError,
+        match=r"cannot join the ensemble of .*: its stage, network file, shapes, frozen decoder differ",
+    ):
+        write_ensemble(target, first, [dec])
+    assert sorted(write_ensemble(target, first, [second])) == ["ensemble.json", "member-1.safetensors"]
+    assert len(load_run(target).network.members) == 2
+    with pytest.raises(DataError, match=r"already an ensemble; list its member runs instead"):
+        write_ensemble(tmp_path / "other", target, [second])
+    # a member's weights swapped for another run's are refused, naming the file
+    shutil.copyfile(Path(first) / "best.safetensors", target / "member-1.safetensors")
+    with pytest.raises(DataError, match=r"member-1\.safetensors: not the weights of run .* that .*ensemble\.json lists"):
+        load_run(target)
+    (target / "ensemble.json").write_text(json.dumps({"members": [{"weights": "../best.safetensors"}]}))
+    with pytest.raises(DataError, match=r"ensemble\.json: the first of two or more members must be this run's best\.safetensors"):
+        load_run(target)
 
 
 def test_one_seed_at_a_time_then_a_summary_that_resumes_them(studies, capsys):
