@@ -255,8 +255,8 @@ def steps(plan: Plan) -> list[Step]:
             out.append(Step(f"default-{stage}-seed-{s + k}", argv))
 
     found = study_dir(plan, "encoder") / "best"
-    ensemble = plan.root / "ensemble"
-    if plan.seeds > 1:  # every seed of the found encoder as one network (what is installed)
+    ensemble, many = plan.root / "ensemble", plan.seeds > 1  # with seeds to average, the ensemble is shipped
+    if many:
         out.append(
             Step(
                 "ensemble",
@@ -266,7 +266,7 @@ def steps(plan: Plan) -> list[Step]:
             )
         )  # fmt: skip
     evals = [
-        *([("ensemble", ["--run", str(ensemble)])] if plan.seeds > 1 else []),
+        *([("ensemble", ["--run", str(ensemble)])] if many else []),
         ("found", ["--run", str(found / f"seed-{s}")]),
         *((f"found-seed-{s + k}", ["--run", str(found / f"seed-{s + k}")]) for k in range(1, plan.seeds)),
         ("default", ["--run", str(default_run(plan, "encoder", s))]),
@@ -316,7 +316,7 @@ def steps(plan: Plan) -> list[Step]:
             )
     runs = [str(found / f"seed-{s + k}") for k in range(plan.seeds)]
     runs += [str(default_run(plan, "encoder", s + k)) for k in range(plan.seeds)]
-    runs += [str(ensemble)] if plan.seeds > 1 else []
+    runs += [str(ensemble)] if many else []
     out.append(
         Step(
             "compare",
@@ -349,9 +349,9 @@ def steps(plan: Plan) -> list[Step]:
                 str(plan.install_dir),
                 "--install-seed",
                 str(s),
-                *(["--ensemble"] if plan.seeds > 1 else []),
+                *(["--ensemble"] if many else []),
                 "--evaluation",
-                str(plan.root / "evaluation" / ("ensemble" if plan.seeds > 1 else "found") / "summary.json"),
+                str(plan.root / "evaluation" / ("ensemble" if many else "found") / "summary.json"),
             ],
             note="the final trainings are done: it resumes them at once, then installs what was evaluated",
         )

@@ -50,11 +50,11 @@ def relative_cost(net: nn.Module, reference: nn.Module, x: torch.Tensor, *, repe
         _forward_s(net, x), _forward_s(reference, x)  # warm-up: allocations, lazy kernels
         pairs = []
         for i in range(repeats):
-            if i % 2:
-                b = _forward_s(reference, x)
-                pairs.append((_forward_s(net, x), b))
+            if i % 2 == 0:
+                a, b = _forward_s(net, x), _forward_s(reference, x)
             else:
-                pairs.append((_forward_s(net, x), _forward_s(reference, x)))
+                b, a = _forward_s(reference, x), _forward_s(net, x)
+            pairs.append((a, b))
     finally:
         net.train(modes[0])
         reference.train(modes[1])

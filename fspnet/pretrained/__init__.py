@@ -5,7 +5,8 @@ This folder is laid out as an encoder run directory (see :mod:`fspnet.rundir`): 
 encoder, ``decoder.safetensors`` + ``decoder_network.json`` for its decoder (same
 transforms), ``metrics.json`` and ``provenance.json`` of the training, and ``README.md``
 with the held-out figures. An ensemble (several seeds of the final training, averaged) adds
-``ensemble.json`` and the other members' ``member-K.safetensors``. Weights are safetensors: nothing is unpickled.
+``ensemble.json`` and the other members' ``member-K.safetensors``. Weights are safetensors:
+nothing is unpickled.
 
 ``origin.json`` (written by every install since it existed) says where they came from: the run directories, the training and installing
 git commits and, for networks found by a study, the study, trial number, parameters and the
